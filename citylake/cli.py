@@ -1,0 +1,379 @@
+"""The `citylake` command line: sample city, pipeline runs, configuration checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+
+from citylake.config import settings
+from citylake.errors import CityLakeError
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(
+    help="CityLake 城市数据湖: the city's data lakehouse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+DateOption = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        "--date",
+        formats=["%Y-%m-%d"],
+        help="Delivery (logical) date, YYYY-MM-DD; default yesterday.",
+    ),
+]
+
+
+def _date(value: dt.datetime | None) -> dt.date:
+    """The given day, else yesterday on the city's clock: the day of the run the scheduler creates
+    for the last complete daily interval, whatever this machine's time zone."""
+    if value:
+        return value.date()
+    return dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def config() -> None:
+    """Validate conf/ and summarise it (environment, city, source contracts)."""
+    env, city, contracts = settings()
+    console.print(f"environment [bold]{env.name}[/], data root {env.root}")
+    console.print(
+        f"city {city.name} {city.code}: " + ", ".join(f"{d.name} {d.code}" for d in city.divisions)
+    )
+    table = Table("source_id", "部门 department", "format", "encoding", "frequency", "key")
+    for c in contracts.values():
+        table.add_row(
+            c.source_id,
+            c.department_name,
+            c.format,
+            c.encoding,
+            c.frequency,
+            ",".join(c.business_key),
+        )
+    console.print(table)
+
+
+@app.command()
+def sample(
+    scale: Annotated[
+        float, typer.Option(help="1.0 = the whole city (~2,000,000 residents)")
+    ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Same seed, same files, byte for byte")] = 20261128,
+    date: DateOption = None,
+    defect_rate: Annotated[float, typer.Option(help="Share of rows carrying a defect")] = 0.02,
+) -> None:
+    """Write a realistic sample city into the landing zone, with a ground-truth file of defects."""
+    from citylake.sample import generate
+
+    env, city, contracts = settings()
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def report(source_id: str, done: int, total: int) -> None:
+            if source_id not in tasks:
+                tasks[source_id] = progress.add_task(source_id, total=total)
+            progress.update(tasks[source_id], completed=done, total=total)
+
+        summary = generate(
+            env,
+            city,
+            contracts,
+            scale=scale,
+            seed=seed,
+            delivery_date=_date(date),
+            defect_rate=defect_rate,
+            progress=report,
+        )
+    console.print(f"sample city written to {env.landing}; ground truth: {summary.ground_truth}")
+
+
+@app.command()
+def run(
+    date: DateOption = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only this gold table (repeatable), with the gold tables it reads and their "
+            "sources; default: the whole city"
+        ),
+    ] = None,
+) -> None:
+    """Run the pipeline in this process: ingest → standardize → build → quality → publish."""
+    from pipelines import flow
+
+    logical_date = _date(date)
+    sources, tables = flow.city_plan(table)
+    steps = len(sources) * 2 + len(tables) * 2 + 1
+    with _progress() as progress:
+        task = progress.add_task(f"citylake run {logical_date}", total=steps)
+
+        finished = iter(range(steps + 1))
+
+        def advance(name: str) -> None:
+            progress.update(task, description=name, completed=next(finished))
+
+        results = flow.run_city(logical_date, progress=advance, tables=table)
+        progress.update(task, completed=steps, description="done")
+    for result in results:
+        console.print_json(json.dumps(result, ensure_ascii=False, default=str))
+    from citylake.spark import get_spark
+
+    console.print(f"ran on Spark master {get_spark().conf.get('spark.master')}")
+
+
+@app.command()
+def publish() -> None:
+    """Publish the gate-passed gold tables to the serving file."""
+    from pipelines import flow
+
+    console.print_json(json.dumps(flow.publish(), ensure_ascii=False))
+
+
+@app.command("airflow-run")
+def airflow_run(
+    dag: Annotated[str, typer.Option(help="DAG id")] = "citylake_city",
+    date: DateOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600,
+    every_dag: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="The city DAG, then every ingest, build and quality DAG, each triggered once",
+        ),
+    ] = False,
+) -> None:
+    """Trigger a DAG run through Airflow's REST API and wait for it to finish."""
+    from citylake.orchestration import run_every_dag, trigger_and_wait
+
+    # Midnight in the city, the logical date of the scheduled run for that day: a trigger for a
+    # day the scheduler already queued takes that run instead of adding another.
+    logical = dt.datetime.combine(_date(date), dt.time(), tzinfo=ZoneInfo("Asia/Shanghai"))
+    if every_dag:
+        with console.status(f"every DAG for {logical.date()} running in Airflow"):
+            states = run_every_dag(logical, timeout)
+        table = Table("DAG", "状态 state")
+        for dag_id, state in states.items():
+            table.add_row(dag_id, f"[{'green' if state == 'success' else 'red'}]{state}[/]")
+        console.print(table)
+        if any(state != "success" for state in states.values()):
+            raise typer.Exit(1)
+        return
+    with console.status(f"{dag} for {logical.date()} running in Airflow"):
+        state = trigger_and_wait(dag, logical, timeout)
+    console.print(f"{dag} {logical.date()}: [bold]{state}[/]")
+    if state != "success":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    log_lines: Annotated[int, typer.Option(help="Log lines shown per failed task")] = 15,
+) -> None:
+    """Last run of every DAG, failing tasks with their log tail, overdue sources (Airflow's API)."""
+    from citylake.orchestration import city_status
+
+    summary = city_status(log_lines=log_lines)
+    if as_json:
+        console.print_json(json.dumps(summary, ensure_ascii=False, default=str))
+        return
+    table = Table("暂停 paused", "上次运行 last run", "状态 state", "类型 type")
+    table.columns.insert(0, Column("DAG", no_wrap=True))
+    for dag in summary["dags"]:
+        run = dag["last_run"] or {}
+        state = run.get("state") or "-"
+        colour = {"success": "green", "failed": "red", "running": "yellow"}.get(state, "white")
+        table.add_row(
+            dag["dag_id"],
+            "yes" if dag["is_paused"] else "no",
+            str(run.get("logical_date") or run.get("dag_run_id") or "never"),
+            f"[{colour}]{state}[/]",
+            str(run.get("run_type") or "-"),
+        )
+    console.print(table)
+    for dag in summary["dags"]:
+        for ti in dag.get("failed_tasks") or []:
+            console.print(
+                f"\n[red]✗ {dag['dag_id']}.{ti['task_id']}[/] {ti['state']} (try {ti['try_number']})"
+            )
+            for line in ti["log_tail"]:
+                console.print(f"    {line}", markup=False, highlight=False)
+    freshness = summary["freshness"]
+    if freshness is None:
+        console.print(
+            "\n逾期来源 overdue sources: unknown (no freshness check of citylake_city yet)"
+        )
+    elif not freshness["overdue"]:
+        console.print(f"\n逾期来源 overdue sources: none ({freshness['run_id']})")
+    else:
+        console.print(f"\n[red]逾期来源 overdue sources[/] ({freshness['run_id']}):")
+        for source in freshness["overdue"]:
+            console.print(
+                f"  {source['source_id']} {source.get('department', '')} ({source['frequency']}): "
+                f"last delivery {source['last_delivery'] or 'never'}"
+            )
+
+
+@app.command()
+def trace(
+    key: Annotated[str, typer.Argument(help="公民身份号码 or 统一社会信用代码")],
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(help="Read every table as it stood then (Delta time travel), e.g. 2026-11-27"),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option(help="Show personal data unmasked (entitled users)")
+    ] = False,
+) -> None:
+    """Where a person's or an entity's facts came from: file, batch, row, in every layer."""
+    from citylake.spark import get_spark
+    from pipelines.lake import Lake
+    from pipelines.lineage import trace as find
+
+    env, _, contracts = settings()
+    hits = find(Lake(get_spark(env), env), contracts, key, as_of)
+    shown = key if clear else f"{key[:4]}{'*' * (len(key) - 8)}{key[-4:]}"
+    when = f" as of {as_of}" if as_of else ""
+    table = Table(title=f"溯源 trace {shown}{when}: {len(hits)} rows")
+    for name in ("layer.table", "column", "file 文件", "batch 批次", "row 行", "version / reason"):
+        table.add_column(name)
+    for hit in sorted(
+        hits, key=lambda h: (h.layer != "gold", h.layer, h.table, h.delivery_date or dt.date.min)
+    ):
+        table.add_row(
+            f"{hit.layer}.{hit.table}",
+            hit.column,
+            hit.source_file or "",
+            hit.batch_id or "",
+            "" if hit.row_number is None else str(hit.row_number),
+            hit.version_info,
+        )
+    console.print(table)
+    if not hits:
+        raise typer.Exit(1)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="layer.name, e.g. gold.population__person")],
+    limit: int = 20,
+) -> None:
+    """The Delta history of a table: versions, times, operations, rows written."""
+    from citylake.spark import get_spark
+    from pipelines.lake import Lake
+
+    env, _, _ = settings()
+    layer, _, name = table.partition(".")
+    lake = Lake(get_spark(env), env)
+    if not lake.exists(layer, name):
+        raise CityLakeError(f"{table}: no such Delta table under {env.lake}")
+    rows = lake.spark.sql(
+        f"DESCRIBE HISTORY delta.`{lake.path(layer, name)}` LIMIT {int(limit)}"
+    ).collect()
+    out = Table(title=f"{table} history (read any version with --as-of / versionAsOf)")
+    for column in ("version", "timestamp", "operation", "rows written"):
+        out.add_column(column)
+    for row in rows:
+        metrics = row["operationMetrics"] or {}
+        written = metrics.get("numOutputRows") or metrics.get("numTargetRowsInserted") or ""
+        out.add_row(str(row["version"]), str(row["timestamp"]), row["operation"], str(written))
+    console.print(out)
+
+
+@app.command()
+def report(
+    department: Annotated[str, typer.Argument(help="Department id, e.g. gongan (conf/sources/)")],
+    date: DateOption = None,
+) -> None:
+    """The delivery report of a department's files: accepted, quarantined and why, failed checks."""
+    from rich.markdown import Markdown
+
+    from quality.report import write_report
+
+    env, _, contracts = settings()
+    text, path = write_report(env, contracts, department, _date(date))
+    console.print(Markdown(text))
+    console.print(f"written to {path}")
+
+
+@app.command()
+def freshness(date: DateOption = None) -> None:
+    """Whether each source delivered within its contract's frequency; exit 1 if any is overdue."""
+    from quality.freshness import freshness as standing
+    from quality.freshness import last_deliveries
+
+    env, _, contracts = settings()
+    on_date = _date(date)
+    found = standing(contracts, last_deliveries(env, on_date), on_date)
+    table = Table(
+        "source_id",
+        "部门 department",
+        "频率 frequency",
+        "最近交付 last delivery",
+        "最迟 due by",
+        "状态 state",
+        title=f"交付及时性 Freshness on {on_date}",
+    )
+    for f in found:
+        state = (
+            f"[red]逾期 overdue {f.days_overdue or ''}[/]"
+            if f.overdue
+            else "[green]按时 on time[/]"
+        )
+        table.add_row(
+            f.source_id,
+            f.department_name,
+            f.frequency,
+            str(f.last_delivery or "从未 never"),
+            str(f.due_by or ""),
+            state,
+        )
+    console.print(table)
+    if any(f.overdue for f in found):
+        raise typer.Exit(1)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over gold.<table> (and the --layers given)")],
+    layers: Annotated[str, typer.Option(help="Schemas to expose, e.g. gold,silver,ops")] = "gold",
+) -> None:
+    """DuckDB over the lake's Delta tables (delta extension loaded offline), for engineers."""
+    from pipelines.publish import main as publish_main
+
+    publish_main(["sql", query, "--layers", layers])
+
+
+def main() -> None:
+    try:
+        app()
+    except CityLakeError as exc:
+        err.print(f"[red]{type(exc).__name__}:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Configuration: conf/city.yaml, conf/sources/*.yaml and conf/environments/<env>.yaml.
+
+Everything is validated at load with pydantic. A wrong key or a wrong type is a ConfigError that
+names the file and the key, so a typo in a contract never surfaces later as a Spark stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from citylake.errors import CityLakeError
+
+M = TypeVar("M", bound=BaseModel)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = Path(os.environ.get("CITYLAKE_CONF_DIR", REPO_ROOT / "conf"))
+
+# Passwords that anyone could guess; the production profile refuses them.
+WELL_KNOWN_PASSWORDS = frozenset(
+    {"", "admin", "airflow", "superset", "postgres", "password", "123456", "citylake", "changeme"}
+)
+
+
+class ConfigError(CityLakeError, ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- city
+
+
+class Division(_Strict):
+    code: str = Field(pattern=r"^\d{6}$")
+    name: str
+    name_en: str
+    predecessors: list[str] = []
+
+
+class City(_Strict):
+    code: str = Field(pattern=r"^\d{6}$")
+    name: str
+    name_en: str
+    province: str
+    province_code: str = Field(pattern=r"^\d{6}$")
+    area_code: str
+    divisions: list[Division]
+
+    @property
+    def division_codes(self) -> list[str]:
+        return [d.code for d in self.divisions]
+
+    def division_name(self, code: str) -> str:
+        return next(d.name for d in self.divisions if d.code == code)
+
+    @property
+    def code_to_current(self) -> dict[str, str]:
+        """Every code a resident's ID number may carry here (current and historical) → today's code."""
+        mapping = {d.code: d.code for d in self.divisions}
+        for division in self.divisions:
+            for old in division.predecessors:
+                mapping[old] = division.code
+        return mapping
+
+
+# ----------------------------------------------------------------------------- source contracts
+
+ColumnType = Literal[
+    "string",
+    "integer",
+    "decimal",
+    "date",
+    "timestamp",
+    "id_number",
+    "credit_code",
+    "division_code",
+    "phone",
+    "boolean",
+    "geometry",
+]
+PiiKind = Literal["id_number", "name", "phone", "address"]
+
+
+class Column(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    header: str
+    type: ColumnType = "string"
+    required: bool = False
+    pii: PiiKind | None = None
+    # A date that may lie after the delivery (an expiry, 有效期至); others in the future are errors.
+    future_allowed: bool = False
+    description: str | None = None
+
+
+class SourceContract(_Strict):
+    source_id: str = Field(pattern=r"^[a-z]+__[a-z_]+$")
+    title: str
+    title_en: str
+    department: str = Field(pattern=r"^[a-z]+$")
+    department_name: str
+    department_name_en: str
+    library: Literal["population", "legal_entity", "spatial", "credit", "licence", "service"]
+    format: Literal["csv", "xlsx", "jsonl", "geojson"]
+    encoding: Literal["utf-8", "utf-8-sig", "gbk", "gb18030"] = "utf-8"
+    delimiter: str = ","
+    frequency: Literal["daily", "weekly", "monthly"]
+    # The silver table this source feeds (silver.<entity>); defaults to the source id.
+    entity: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    sharing: Literal["无条件共享", "有条件共享", "不予共享"]
+    business_key: list[str] = Field(min_length=1)
+    # Columns whose changes silver keeps as history (SCD type 2: valid_from, valid_to, is_current);
+    # a change to any other column corrects the current row in place.
+    history: list[str] = []
+    columns: list[Column] = Field(min_length=1)
+
+    @property
+    def source_name(self) -> str:
+        return self.source_id.split("__", 1)[1]
+
+    @property
+    def silver_table(self) -> str:
+        return self.entity or self.source_id
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def headers(self) -> list[str]:
+        return [c.header for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> SourceContract:
+        names = self.column_names
+        if len(set(names)) != len(names):
+            raise ValueError("columns: a column name appears twice")
+        missing = [k for k in self.business_key if k not in names]
+        if missing:
+            raise ValueError(f"business_key: {missing} are not among the columns")
+        unknown = [c for c in self.history if c not in names]
+        if unknown:
+            raise ValueError(f"history: {unknown} are not among the columns")
+        return self
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+class SparkSettings(_Strict):
+    master: str = "local[*]"
+    connect_url: str | None = None
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    local_ip: str = "127.0.0.1"
+    extra: dict[str, str] = {}
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not re.match(r"^(local(\[(\*|\d+)\])?|spark://[\w.-]+:\d+|yarn|k8s://.+)$", value):
+            raise ValueError(
+                f"'{value}' is not local[*], local[N], spark://host:port, yarn or k8s://"
+            )
+        return value
+
+    @field_validator("connect_url")
+    @classmethod
+    def _connect_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError(f"'{value}' must look like sc://host:port")
+        return value
+
+
+class Services(_Strict):
+    host: str = "127.0.0.1"
+    airflow_port: int = 8080
+    superset_port: int = 8088
+    spark_connect_port: int = 15002
+
+
+class Metadata(_Strict):
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5433
+    airflow_database: str = "citylake_airflow"
+    superset_database: str = "citylake_superset"
+
+
+class Environment(_Strict):
+    name: Literal["local", "production"]
+    data_root: Path
+    spark: SparkSettings = SparkSettings()
+    services: Services = Services()
+    metadata: Metadata = Metadata()
+
+    # Layout of the data root; every module asks here instead of joining paths itself.
+    @property
+    def root(self) -> Path:
+        root = self.data_root
+        return root if root.is_absolute() else (REPO_ROOT / root)
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def serving_file(self) -> Path:
+        return self.root / "serving" / "city.duckdb"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def sample_dir(self) -> Path:
+        return self.root / "sample"
+
+    def table_path(self, layer: str, table: str) -> Path:
+        return self.lake / layer / table
+
+    def metadata_url(self, app: Literal["airflow", "superset"]) -> str:
+        """SQLAlchemy URL of an app's metadata database; production refuses guessable secrets."""
+        if self.metadata.backend == "sqlite":
+            return f"sqlite:///{self.root / 'metadata' / f'{app}.db'}"
+        user = os.environ.get("CITYLAKE_PG_USER", "")
+        password = os.environ.get("CITYLAKE_PG_PASSWORD", "")
+        if not user or password.lower() in WELL_KNOWN_PASSWORDS or password == user:
+            raise ConfigError(
+                "production metadata needs CITYLAKE_PG_USER and a CITYLAKE_PG_PASSWORD that is not "
+                "empty, not the user name and not a well-known default; refusing to start"
+            )
+        database = getattr(self.metadata, f"{app}_database")
+        host, port = self.metadata.postgres_host, self.metadata.postgres_port
+        return f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{database}"
+
+
+# ----------------------------------------------------------------------------- loading
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        # The C loader when PyYAML has it: DAG files load every contract at parse time.
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML in UTF-8: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _validate(model: type[M], path: Path, data: dict) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"key '{'.'.join(str(p) for p in err['loc']) or '(top)'}': {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def load_city(conf_dir: Path = CONF_DIR) -> City:
+    path = conf_dir / "city.yaml"
+    return _validate(City, path, _read_yaml(path))
+
+
+def load_contract(path: Path) -> SourceContract:
+    contract = _validate(SourceContract, path, _read_yaml(path))
+    if contract.source_id != path.stem:
+        raise ConfigError(
+            f"{path}: key 'source_id' is '{contract.source_id}', the file name says "
+            f"'{path.stem}'; one name travels the whole path, so they must agree"
+        )
+    return contract
+
+
+def load_contracts(conf_dir: Path = CONF_DIR) -> dict[str, SourceContract]:
+    paths = sorted((conf_dir / "sources").glob("*.yaml"))
+    return {c.source_id: c for c in map(load_contract, paths)}
+
+
+def load_environment(name: str | None = None, conf_dir: Path = CONF_DIR) -> Environment:
+    """The environment named by CITYLAKE_ENV (default local), with overrides from the environment."""
+    name = name or os.environ.get("CITYLAKE_ENV", "local")
+    path = conf_dir / "environments" / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no such environment '{name}' (CITYLAKE_ENV is local or production)"
+        )
+    data = _read_yaml(path)
+    spark = dict(data.get("spark") or {})
+    overrides = {
+        "CITYLAKE_SPARK_MASTER": ("spark", "master"),
+        "CITYLAKE_SPARK_CONNECT": ("spark", "connect_url"),
+        "CITYLAKE_DATA_ROOT": (None, "data_root"),
+    }
+    for variable, (section, key) in overrides.items():
+        value = os.environ.get(variable)
+        if value:
+            (spark if section == "spark" else data)[key] = value
+    data["spark"] = spark
+    return _validate(Environment, path, data)
+
+
+@functools.cache
+def settings() -> tuple[Environment, City, dict[str, SourceContract]]:
+    """Environment, city and contracts, loaded once per process."""
+    return load_environment(), load_city(), load_contracts()

@@ -1,0 +1,1083 @@
+"""Orchestration: the DAG factory, the team policy every DAG follows, and a client of Airflow's REST
+API v2.
+
+Every DAG is generated here from conf/sources/*.yaml and base_libraries/catalog.py; nobody keeps a
+list of sources or tables by hand:
+
+    citylake_ingest_<source_id>   one per source contract, on its delivery frequency (daily, weekly,
+                                  monthly, in Asia/Shanghai) or on demand: ingest → standardize;
+                                  updates the Asset citylake://silver/<silver table>
+    citylake_build_<library>      one per base library, scheduled on the Assets its tables read
+                                  (silver, and gold of other libraries); builds its gold tables in
+                                  catalog order; updates citylake://gold/<table>
+    citylake_quality_publish      scheduled on the gold Assets: the Great Expectations gate of each
+                                  table that changed, then the serving file
+    citylake_city                 daily: the whole chain for one logical date (ingest, standardize,
+                                  build, gate, publish, freshness), so a backfill of day D redoes D
+
+The DAG files in dags/ call the factory and nothing else. This module is imported when Airflow
+parses them, so it stays cheap: configuration and the catalog only; airflow.sdk is imported inside
+the factory, and the pipelines (Spark, Great Expectations) only inside a running task.
+
+Policy, written once and tested: the tag enum, the default arguments (owner, retries with
+exponential backoff, execution timeout, failure callbacks), the `spark` pool, which errors are worth
+a retry (none of CityLakeError: a contract violation fails the same way the next time), and the
+alert channel (a log file, an optional webhook, and a row in ops.run_log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from base_libraries import catalog
+from citylake.config import Environment, load_contracts, load_environment
+
+log = logging.getLogger(__name__)
+
+OWNER = "citylake-data-eng"
+SPARK_POOL = "spark"
+# One Spark Connect server on 2 cores: two jobs at once keep both busy, a third only queues in it.
+SPARK_POOL_SLOTS = 2
+# The city's clock: a day's deliveries belong to the calendar day in China (Spark's session time
+# zone is the same), so a run's partition date is its logical date seen from here.
+CITY_TIMEZONE = "Asia/Shanghai"
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(CITY_TIMEZONE))
+ADMIN_USER = "admin"
+# Written by `scripts/airflow.sh init`; the simple auth manager reads {"user": "password"} from it.
+PASSWORDS_FILE = "airflow_passwords.json"
+ALERTS_LOG = Path("log") / "alerts.log"
+# The alert channel: a log file (default <data root>/log/alerts.log) and an optional webhook that
+# receives one JSON document per alert (a chat robot, a pager gateway...).
+ALERT_LOG_VARIABLE = "CITYLAKE_ALERT_LOG"
+ALERT_WEBHOOK_VARIABLE = "CITYLAKE_ALERT_WEBHOOK"
+RUN_LOG_TABLE = "run_log"  # ops.run_log
+RUN_LOG_SCHEMA = (
+    "logged_at timestamp, dag_id string, task_id string, run_id string, logical_date string, "
+    "try_number int, state string, error_type string, error string, is_transient boolean"
+)
+
+CITY_DAG_ID = "citylake_city"
+QUALITY_DAG_ID = "citylake_quality_publish"
+INGEST_DAG_PREFIX = "citylake_ingest_"
+BUILD_DAG_PREFIX = "citylake_build_"
+
+# Each source's delivery frequency as a cron schedule in the city's time zone. A weekly source
+# delivers any day of the week (the Monday run takes the week before), a monthly one any day of
+# the month (the run on the 1st takes the month before).
+FREQUENCY_CRON = {"daily": "0 0 * * *", "weekly": "0 0 * * 1", "monthly": "0 0 1 * *"}
+
+
+class Tag(enum.StrEnum):
+    """The only tags a CityLake DAG may carry: the project, its role, and the base library."""
+
+    CITYLAKE = "citylake"
+    # role
+    INGEST = "ingest"
+    BUILD = "build"
+    QUALITY = "quality"
+    CITY = "city"
+    # base library
+    POPULATION = "population"
+    LEGAL_ENTITY = "legal_entity"
+    SPATIAL = "spatial"
+    CREDIT = "credit"
+    LICENCE = "licence"
+    SERVICE = "service"
+
+
+LIBRARY_TAGS = frozenset(Tag(library) for library in catalog.LIBRARIES)
+ROLE_TAGS = frozenset({Tag.INGEST, Tag.BUILD, Tag.QUALITY, Tag.CITY})
+
+# Each step's execution timeout; a hung Spark job fails and retries instead of holding the pool.
+STEP_TIMEOUT = {
+    "ingest": dt.timedelta(minutes=45),
+    "standardize": dt.timedelta(minutes=45),
+    "build": dt.timedelta(minutes=45),
+    "quality": dt.timedelta(minutes=30),
+    "publish": dt.timedelta(minutes=20),
+    "freshness": dt.timedelta(minutes=10),
+}
+
+
+# ----------------------------------------------------------------------------- what to generate
+
+
+@functools.cache
+def contracts() -> dict:
+    """The source contracts, read once per process: a DAG file asks for them many times, and the
+    dag-processor parses each file in a process of its own, so a changed contract is seen."""
+    return load_contracts()
+
+
+def source_ids() -> list[str]:
+    """Every source contract in conf/sources, sorted."""
+    return sorted(contracts())
+
+
+def library_sources(library: str) -> list[str]:
+    """Source ids that feed a base library's gold tables (base_libraries.catalog), sorted."""
+    return catalog.library_sources(library)
+
+
+def libraries() -> list[str]:
+    """Base libraries that have gold tables, in catalog order."""
+    return list(dict.fromkeys(t.library for t in catalog.build_order()))
+
+
+def gold_tables(library: str | None = None) -> list[str]:
+    """Gold tables (of one library), in catalog order: each after the gold tables it reads."""
+    return [t.name for t in catalog.build_order() if library is None or t.library == library]
+
+
+def gold_asset_uri(table: str) -> str:
+    return catalog.gold_table(table).asset_uri
+
+
+def silver_asset_uri(silver_table: str) -> str:
+    return f"citylake://silver/{silver_table}"
+
+
+def source_asset_uri(source_id: str) -> str:
+    """The silver Asset a source's standardize step updates."""
+    return silver_asset_uri(contracts()[source_id].silver_table)
+
+
+def table_input_uris(table: str) -> list[str]:
+    """Assets a gold table reads: the silver tables of its sources and the gold tables it reads."""
+    spec = catalog.gold_table(table)
+    uris = [source_asset_uri(s) for s in spec.sources] + [gold_asset_uri(g) for g in spec.gold]
+    return list(dict.fromkeys(uris))
+
+
+def library_input_uris(library: str) -> list[str]:
+    """Assets that schedule a library's build DAG: its tables' inputs, minus its own gold tables."""
+    own = {gold_asset_uri(t) for t in gold_tables(library)}
+    uris = [u for t in gold_tables(library) for u in table_input_uris(t) if u not in own]
+    return sorted(set(uris))
+
+
+def ingest_dag_id(source_id: str) -> str:
+    return f"{INGEST_DAG_PREFIX}{source_id}"
+
+
+def build_dag_id(library: str) -> str:
+    return f"{BUILD_DAG_PREFIX}{library}"
+
+
+# ----------------------------------------------------------------------------- run dates
+
+
+def partition_date(context: Mapping[str, Any]) -> dt.date:
+    """The day a run processes: its logical date in the city's time zone.
+
+    A run without a logical date (Airflow 3 allows it; asset-triggered runs have none) processes
+    the newest day named by the asset events that triggered it, else the day it ran for
+    (`run_after`).
+    """
+    moment = context.get("logical_date")
+    if moment is None:
+        days = _event_days(context.get("triggering_asset_events"))
+        if days:
+            return max(days)
+        moment = context["dag_run"].run_after
+    return _city_day(moment)
+
+
+def _city_day(moment: dt.datetime) -> dt.date:
+    local = moment.astimezone(ZoneInfo(CITY_TIMEZONE))
+    # A plain date: Airflow hands over pendulum datetimes, and PySpark rejects pendulum's Date.
+    return dt.date(local.year, local.month, local.day)
+
+
+def _events(triggering: Any) -> list[Any]:
+    if not triggering:
+        return []
+    return [event for asset in triggering for event in triggering[asset]]
+
+
+def _event_days(triggering: Any) -> list[dt.date]:
+    """Days named in the extras of triggering asset events ({"date": "YYYY-MM-DD"})."""
+    days = []
+    for event in _events(triggering):
+        value = (getattr(event, "extra", None) or {}).get("date")
+        if value:
+            days.append(dt.date.fromisoformat(value))
+    return days
+
+
+def delivery_days(context: Mapping[str, Any], frequency: str) -> list[dt.date]:
+    """The delivery days a run of an ingest step takes.
+
+    A scheduled or backfill run of a weekly or monthly source takes every day of its data interval
+    (a delivery may land any day of the week or month); anything else takes its partition date.
+    """
+    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if frequency != "daily" and run_type in {"scheduled", "backfill"} and start and end:
+        first, last = _city_day(start), _city_day(end)
+        return [first + dt.timedelta(days=n) for n in range((last - first).days)] or [first]
+    return [partition_date(context)]
+
+
+def redundant_run(context: Mapping[str, Any]) -> bool:
+    """An asset-triggered run whose every event came from the city DAG: that run did the work."""
+    events = _events(context.get("triggering_asset_events"))
+    return bool(events) and all(getattr(e, "source_dag_id", None) == CITY_DAG_ID for e in events)
+
+
+def changed_gold_tables(context: Mapping[str, Any]) -> set[str] | None:
+    """Gold tables named by the triggering asset events; None when the run was not asset-triggered."""
+    events = _events(context.get("triggering_asset_events"))
+    if not events:
+        return None
+    by_uri = {t.asset_uri: t.name for t in catalog.GOLD_TABLES}
+    return {by_uri[e.asset.uri] for e in events if getattr(e.asset, "uri", None) in by_uri}
+
+
+# ----------------------------------------------------------------------------- errors and alerts
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """Whether a retry may help. A CityLakeError is a problem in the data or the configuration
+    (a broken delivery, a failed quality gate): it fails the same way every time."""
+    from citylake.errors import CityLakeError
+
+    if error is None:
+        return True
+    if isinstance(error, CityLakeError):
+        return False
+    cause = error.__cause__
+    return not isinstance(cause, CityLakeError)
+
+
+def _alert_record(context: Mapping[str, Any], state: str) -> dict[str, Any]:
+    ti = context.get("ti") or context.get("task_instance")
+    exception = context.get("exception")
+    if exception is not None and exception.__cause__ is not None and not is_transient(exception):
+        exception = exception.__cause__  # the contract violation, not Airflow's wrapper around it
+    logical = context.get("logical_date")
+    return {
+        "logged_at": dt.datetime.now(dt.UTC).replace(microsecond=0),
+        "dag_id": str(getattr(ti, "dag_id", "?")),
+        "task_id": str(getattr(ti, "task_id", "?")),
+        "run_id": str(getattr(ti, "run_id", "?")),
+        "logical_date": logical.isoformat() if logical else None,
+        "try_number": int(getattr(ti, "try_number", 0) or 0),
+        "state": state,
+        "error_type": type(exception).__name__ if exception else None,
+        "error": str(exception).replace("\n", " ")[:2000] if exception else None,
+        "is_transient": is_transient(exception) if exception else None,
+    }
+
+
+def send_alert(record: Mapping[str, Any]) -> None:
+    """The alert channel: one tab-separated line in the alert log, and the webhook if configured.
+
+    A webhook that does not answer is logged, never raised: the alert must not hide the failure.
+    """
+    fields = [
+        record["logged_at"].isoformat(timespec="seconds"),
+        record["state"].upper(),
+        record["dag_id"],
+        record["task_id"],
+        record["run_id"],
+        f"try={record['try_number'] or '?'}",
+        f"{record['error_type']}: {record['error']}"[:500] if record.get("error_type") else "",
+    ]
+    path = alert_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as alerts:
+        alerts.write("\t".join(str(f) for f in fields) + "\n")
+    webhook = os.environ.get(ALERT_WEBHOOK_VARIABLE)
+    if webhook:
+        payload = {
+            k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in record.items()
+        }
+        try:
+            httpx.post(webhook, json={"source": "citylake", **payload}, timeout=5.0)
+        except httpx.HTTPError as exc:
+            log.warning("alert webhook %s did not take the alert: %s", webhook, exc)
+
+
+def alert_log_path() -> Path:
+    configured = os.environ.get(ALERT_LOG_VARIABLE)
+    return Path(configured) if configured else load_environment().root / ALERTS_LOG
+
+
+def write_run_log(records: Iterable[Mapping[str, Any]]) -> None:
+    """Append rows to ops.run_log (Delta), the pipeline dashboard's record of failures and retries."""
+    from citylake.spark import get_spark
+    from pipelines.lake import Lake
+
+    env = load_environment()
+    spark = get_spark(env)
+    rows = [{**r, "logged_at": r["logged_at"].replace(tzinfo=None)} for r in records]
+    Lake(spark, env).append(spark.createDataFrame(rows, RUN_LOG_SCHEMA), "ops", RUN_LOG_TABLE)
+
+
+def _record_run_log(record: Mapping[str, Any]) -> None:
+    try:
+        write_run_log([record])
+    except Exception as exc:  # noqa: BLE001 - the callback must not mask the task's own failure
+        log.warning("could not write ops.%s: %s: %s", RUN_LOG_TABLE, type(exc).__name__, exc)
+
+
+def alert_on_failure(context: Mapping[str, Any]) -> None:
+    """A task failed for good: alert (log file, webhook) and record it in ops.run_log."""
+    record = _alert_record(context, "failed")
+    send_alert(record)
+    _record_run_log(record)
+
+
+def record_retry(context: Mapping[str, Any]) -> None:
+    """A task failed and will retry: ops.run_log only (a retry that then succeeds is no incident)."""
+    _record_run_log(_alert_record(context, "up_for_retry"))
+
+
+DEFAULT_ARGS: Mapping[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    # Airflow 3.3 takes a multiplier (2.0 doubles the delay each retry), no longer a bool.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "execution_timeout": dt.timedelta(hours=1),
+    "on_failure_callback": alert_on_failure,
+    "on_retry_callback": record_retry,
+}
+
+
+# ----------------------------------------------------------------------------- what tasks run
+
+
+def _call(step: str, *args: Any) -> dict:
+    """Run one pipelines.flow step; a contract violation fails the task at once, without retry."""
+    from pipelines import flow
+
+    with _contract_violations_fail():
+        return getattr(flow, step)(*args)
+
+
+class _contract_violations_fail:  # noqa: N801 - used as a context manager and a decorator
+    """CityLakeError → AirflowFailException: the data or the configuration is wrong, not the
+    machine, and a retry would fail the same way. Anything else propagates and is retried."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        from citylake.errors import CityLakeError
+
+        if isinstance(error, CityLakeError):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+        return False
+
+    def __call__(self, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with _contract_violations_fail():
+                return function(*args, **kwargs)
+
+        return guarded
+
+
+def _context() -> Mapping[str, Any]:
+    from airflow.sdk import get_current_context
+
+    return get_current_context()
+
+
+def _skip(reason: str) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(reason)
+
+
+def _set_event(context: Mapping[str, Any], uri: str, extra: dict[str, Any]) -> None:
+    from airflow.sdk import Asset
+
+    context["outlet_events"][Asset(uri)].extra = extra
+
+
+def skip_unless_delivered(source_id: str, day: dt.date) -> None:
+    """Skip the ingest of a weekly or monthly source on a day it delivered nothing.
+
+    Such a source has nothing to ingest on most days, and that is no incident. A daily source that
+    delivered nothing is one: flow.ingest raises DeliveryError, the task fails and alerts.
+    """
+    if contracts()[source_id].frequency == "daily":
+        return
+    if not delivered_days(source_id, [day]):
+        _skip(f"{source_id} delivers {contracts()[source_id].frequency}; nothing for {day}")
+
+
+def delivered_days(source_id: str, days: Iterable[dt.date]) -> list[dt.date]:
+    """Those of days on which the source's landing folder holds a file."""
+    env, contract = load_environment(), contracts()[source_id]
+    found = []
+    for day in days:
+        folder = env.landing / contract.department / contract.source_name / day.isoformat()
+        if folder.is_dir() and any(
+            p.is_file() and not p.name.startswith(".") for p in folder.iterdir()
+        ):
+            found.append(day)
+    return found
+
+
+def _days_to_take(source_id: str, context: Mapping[str, Any]) -> list[dt.date]:
+    contract = contracts()[source_id]
+    days = delivery_days(context, contract.frequency)
+    if contract.frequency == "daily":
+        return days  # a missing daily delivery is an incident: flow.ingest says so and fails
+    delivered = delivered_days(source_id, days)
+    if not delivered:
+        _skip(
+            f"{source_id} delivers {contract.frequency}; nothing delivered for {days[0]}…{days[-1]}"
+        )
+    return delivered
+
+
+def ingest_task(source_id: str) -> list[dict]:
+    """landing/<department>/<source>/<day>/ → bronze.<source_id>, for the run's delivery days."""
+    context = _context()
+    return [_call("ingest", source_id, day) for day in _days_to_take(source_id, context)]
+
+
+def standardize_task(source_id: str) -> list[dict]:
+    """bronze.<source_id> → silver, rejected rows to quarantine.<source_id>; updates the Asset."""
+    context = _context()
+    days = _days_to_take(source_id, context)
+    results = [_call("standardize", source_id, day) for day in days]
+    _set_event(
+        context,
+        source_asset_uri(source_id),
+        {"date": max(days).isoformat(), "source_id": source_id},
+    )
+    return results
+
+
+def build_task(table: str) -> dict:
+    """silver (+ gold it reads) → gold.<table> as of the run's day; updates the Asset."""
+    context = _context()
+    if redundant_run(context):
+        _skip(f"{CITY_DAG_ID} already built {table} for these deliveries")
+    as_of = partition_date(context)
+    result = _call("build", table, as_of)
+    _set_event(context, gold_asset_uri(table), {"date": as_of.isoformat(), "table": table})
+    return result
+
+
+def quality_task(table: str) -> dict:
+    """Great Expectations gate; a failed hard check fails the task and blocks publication."""
+    context = _context()
+    if redundant_run(context):
+        _skip(f"{CITY_DAG_ID} already checked {table}")
+    changed = changed_gold_tables(context)
+    if changed is not None and table not in changed:
+        _skip(f"gold.{table} did not change in the events that triggered this run")
+    return _call("check_quality", table)
+
+
+def publish_task() -> dict:
+    """gate-passed gold → the DuckDB serving file, swapped in atomically; the links between the
+    libraries measured as of the run's day."""
+    context = _context()
+    if redundant_run(context):
+        _skip(f"{CITY_DAG_ID} already published")
+    return _call("publish", partition_date(context))
+
+
+def overdue_sources(as_of: dt.date) -> list[dict]:
+    """Sources whose last delivery on or before as_of is older than their contract's window allows
+    (quality.freshness, which reads ops.ingest_manifest), as JSON-able dicts."""
+    from quality import freshness
+
+    return [source.as_dict() for source in freshness.overdue_sources(as_of)]
+
+
+def freshness_task() -> list[dict]:
+    """Sources that missed their delivery window: an alert each; the list is the task's XCom."""
+    context = _context()
+    as_of = partition_date(context)
+    overdue = overdue_sources(as_of)
+    ti = context.get("ti")
+    for source in overdue:
+        send_alert(
+            {
+                "logged_at": dt.datetime.now(dt.UTC).replace(microsecond=0),
+                "state": "overdue",
+                "dag_id": getattr(ti, "dag_id", CITY_DAG_ID),
+                "task_id": getattr(ti, "task_id", "check_freshness"),
+                "run_id": getattr(ti, "run_id", "?"),
+                "try_number": getattr(ti, "try_number", 0),
+                "error_type": "SourceOverdue",
+                "error": (
+                    f"{source['source_id']} ({source['department_name']}, {source['frequency']}) "
+                    f"last delivered {source['last_delivery'] or 'never'}, due by "
+                    f"{source['due_by'] or 'its first delivery'}; checked for {as_of}"
+                ),
+            }
+        )
+    return overdue
+
+
+# ----------------------------------------------------------------------------- the factory
+
+
+def _operator(function: Callable, task_id: str, step: str, **kwargs: Any):
+    from airflow.sdk import task
+
+    return task(
+        task_id=task_id,
+        pool=SPARK_POOL,
+        execution_timeout=STEP_TIMEOUT[step],
+        doc_md=function.__doc__,
+        **kwargs,
+    )(_contract_violations_fail()(function))
+
+
+def _dag(dag_id: str, schedule: Any, tags: list[Tag], doc: str, **kwargs: Any):
+    from airflow.sdk import DAG
+
+    return DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=dict(DEFAULT_ARGS),
+        tags=[Tag.CITYLAKE, *tags],
+        doc_md=doc,
+        **kwargs,
+    )
+
+
+def _daily(cron: str):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    # The run for a period starts when the period has ended (data-interval semantics, explicit
+    # because a plain "@daily" in Airflow 3 gives the run at 00:00 on D+1 the date D+1).
+    return CronDataIntervalTimetable(cron, timezone=CITY_TIMEZONE)
+
+
+def _ingest_pair(source_id: str, outlets: bool):
+    from airflow.sdk import Asset
+
+    ingested = _operator(ingest_task, f"ingest_{source_id}", "ingest")(source_id)
+    standardized = _operator(
+        standardize_task,
+        f"standardize_{source_id}",
+        "standardize",
+        outlets=[Asset(source_asset_uri(source_id))] if outlets else [],
+    )(source_id)
+    ingested >> standardized
+    return standardized
+
+
+def ingest_dag(source_id: str):
+    """citylake_ingest_<source>: on the source's delivery frequency or on demand."""
+    contract = contracts()[source_id]
+    doc = (
+        f"**{contract.title}** ({contract.title_en}), {contract.department_name} "
+        f"({contract.department_name_en}), delivers {contract.frequency}.\n\n"
+        f"landing → bronze.{source_id} → silver.{contract.silver_table} "
+        f"(Asset `{source_asset_uri(source_id)}`) + quarantine.{source_id}"
+    )
+    dag = _dag(
+        ingest_dag_id(source_id),
+        _daily(FREQUENCY_CRON[contract.frequency]),
+        [Tag.INGEST, Tag(contract.library)],
+        doc,
+    )
+    with dag:
+        _ingest_pair(source_id, outlets=True)
+    return dag
+
+
+def build_dag(library: str):
+    """citylake_build_<library>: when any Asset its tables read is updated, in catalog order."""
+    from airflow.sdk import Asset, AssetAny
+
+    tables = gold_tables(library)
+    inputs = library_input_uris(library)
+    doc = (
+        f"**{catalog.LIBRARY_TITLES[library]}**: builds "
+        + ", ".join(f"gold.{t}" for t in tables)
+        + " in catalog order, when any of "
+        + ", ".join(f"`{u}`" for u in inputs)
+        + " is updated."
+    )
+    schedule = AssetAny(*(Asset(u) for u in inputs)) if inputs else None
+    dag = _dag(build_dag_id(library), schedule, [Tag.BUILD, Tag(library)], doc)
+    with dag:
+        previous = None
+        for table in tables:
+            built = _operator(
+                build_task, f"build_{table}", "build", outlets=[Asset(gold_asset_uri(table))]
+            )(table)
+            if previous is not None:
+                previous >> built
+            previous = built
+    return dag
+
+
+def quality_publish_dag():
+    """citylake_quality_publish: the gate of each gold table that changed, then the serving file."""
+    from airflow.sdk import Asset, AssetAny, TriggerRule
+
+    tables = gold_tables()
+    doc = (
+        "Great Expectations gate of every gold table whose Asset was updated (all of them when "
+        "run on demand); a failed hard check fails its task and blocks publication. Then the "
+        "DuckDB serving file, built from gate-passed versions and swapped in atomically."
+    )
+    schedule = AssetAny(*(Asset(gold_asset_uri(t)) for t in tables))
+    dag = _dag(QUALITY_DAG_ID, schedule, [Tag.QUALITY], doc)
+    with dag:
+        publish = _operator(
+            publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
+        )()
+        for table in tables:
+            _operator(quality_task, f"quality_{table}", "quality")(table) >> publish
+    return dag
+
+
+def city_dag():
+    """citylake_city: the whole day for one logical date, every source to the serving file."""
+    from airflow.sdk import Asset, TriggerRule
+
+    doc = (
+        "The city's day: every source's deliveries of the logical date D are ingested and "
+        "standardized, every gold table is built as of D (each after the silver and gold tables "
+        "it reads), gated, and the serving file published; then the sources that missed their "
+        "delivery window are reported. Rerunning or backfilling D reproduces D: ingest skips "
+        "files already in ops.ingest_manifest, silver MERGEs by key, gold is rebuilt whole.\n\n"
+        "Its tasks update the same Assets as the ingest and build DAGs; the DAGs scheduled on "
+        "them see that this run did the work and skip."
+    )
+    dag = _dag(CITY_DAG_ID, _daily(FREQUENCY_CRON["daily"]), [Tag.CITY], doc)
+    with dag:
+        standardized = {s: _ingest_pair(s, outlets=True) for s in source_ids()}
+        freshness = _operator(
+            freshness_task, "check_freshness", "freshness", trigger_rule=TriggerRule.ALL_DONE
+        )()
+        list(standardized.values()) >> freshness
+        publish = _operator(
+            publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
+        )()
+        built = {}
+        for spec in catalog.build_order():
+            # A weekly source skipped today holds nothing back; a failure upstream still does.
+            build = _operator(
+                build_task,
+                f"build_{spec.name}",
+                "build",
+                trigger_rule=TriggerRule.NONE_FAILED,
+                outlets=[Asset(spec.asset_uri)],
+            )(spec.name)
+            for source in spec.sources:
+                standardized[source] >> build
+            for gold in spec.gold:
+                built[gold] >> build
+            built[spec.name] = build
+            gate = _operator(quality_task, f"quality_{spec.name}", "quality")(spec.name)
+            build >> gate >> publish
+    return dag
+
+
+def generate(kind: str) -> dict[str, Any]:
+    """The DAGs of one kind, by dag_id: what each DAG file puts in its module namespace."""
+    if kind == "ingest":
+        dags = [ingest_dag(s) for s in source_ids()]
+    elif kind == "build":
+        dags = [build_dag(library) for library in libraries()]
+    elif kind == "quality":
+        dags = [quality_publish_dag()]
+    elif kind == "city":
+        dags = [city_dag()]
+    else:
+        raise ValueError(f"unknown kind of DAG '{kind}' (ingest, build, quality, city)")
+    return {d.dag_id: d for d in dags}
+
+
+# ----------------------------------------------------------------------------- REST API v2 client
+
+
+class AirflowError(RuntimeError):
+    """Airflow's API refused a request or a run did not finish in time; the message says which."""
+
+
+FINAL_STATES = frozenset({"success", "failed"})
+
+
+def _base_url(env: Environment) -> str:
+    return f"http://{env.services.host}:{env.services.airflow_port}"
+
+
+def admin_password(env: Environment | None = None) -> str:
+    env = env or load_environment()
+    path = env.secrets / PASSWORDS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))[ADMIN_USER]
+    except FileNotFoundError as exc:
+        raise AirflowError(f"{path} not found: run `scripts/airflow.sh init` first") from exc
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise AirflowError(f"{path}: expected JSON with a '{ADMIN_USER}' password") from exc
+
+
+def client(env: Environment | None = None, timeout_s: float = 30.0) -> httpx.Client:
+    """An httpx client on /api/v2, authenticated with a fresh JWT for the admin user."""
+    env = env or load_environment()
+    base = _base_url(env)
+    try:
+        response = httpx.post(
+            f"{base}/auth/token",
+            json={"username": ADMIN_USER, "password": admin_password(env)},
+            timeout=timeout_s,
+        )
+    except httpx.ConnectError as exc:
+        raise AirflowError(
+            f"Airflow does not answer on {base}: run `scripts/airflow.sh start`"
+        ) from exc
+    _raise_for(response, "POST /auth/token")
+    token = response.json()["access_token"]
+    return httpx.Client(
+        base_url=f"{base}/api/v2",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout_s,
+    )
+
+
+def _raise_for(response: httpx.Response, what: str) -> None:
+    if response.is_error:
+        raise AirflowError(f"{what}: HTTP {response.status_code}: {response.text[:500]}")
+
+
+def trigger(api: httpx.Client, dag_id: str, logical_date: dt.datetime | None) -> str:
+    """Unpause the DAG and make sure a fresh run for logical_date is on its way; returns its id.
+
+    Unpausing lets the scheduler create the latest scheduled run at once (catchup=False), so the
+    run for that date may exist already (the API answers 409): then that run is the one, and it
+    is cleared to run again if it had already finished.
+    """
+    _raise_for(api.patch(f"/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
+    if logical_date is not None and logical_date.tzinfo is None:
+        # The API wants an aware datetime; a naive one means the city's clock.
+        logical_date = logical_date.replace(tzinfo=ZoneInfo(CITY_TIMEZONE))
+    when = logical_date.isoformat() if logical_date else None
+    response = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": when})
+    if response.status_code != httpx.codes.CONFLICT or logical_date is None:
+        _raise_for(response, f"trigger {dag_id}")
+        return response.json()["dag_run_id"]
+    existing = api.get(
+        f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": when, "logical_date_lte": when}
+    )
+    _raise_for(existing, f"find the run of {dag_id} at {when}")
+    runs = existing.json()["dag_runs"]
+    if not runs:
+        _raise_for(response, f"trigger {dag_id}")
+    run = runs[0]
+    if run["state"] in FINAL_STATES:
+        cleared = api.post(
+            f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/clear", json={"dry_run": False}
+        )
+        _raise_for(cleared, f"clear {dag_id}/{run['dag_run_id']}")
+    return run["dag_run_id"]
+
+
+def wait(api: httpx.Client, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 5.0) -> str:
+    """Poll a run until it is success or failed; raises AirflowError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = api.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+        _raise_for(response, f"get run {dag_id}/{run_id}")
+        state = response.json()["state"]
+        if state in FINAL_STATES:
+            return state
+        if time.monotonic() > deadline:
+            raise AirflowError(
+                f"run {dag_id}/{run_id} still '{state}' after {timeout_s:.0f} s; see the Airflow "
+                f"UI or {ALERTS_LOG} under the data root"
+            )
+        time.sleep(poll_s)
+
+
+def task_states(api: httpx.Client, dag_id: str, run_id: str) -> dict[str, str | None]:
+    response = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+    _raise_for(response, f"task instances of {dag_id}/{run_id}")
+    return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
+
+def trigger_and_wait(dag_id: str, logical_date: dt.datetime | None, timeout_s: float) -> str:
+    """Trigger a run of dag_id (unpausing it); wait for its final state, 'success' or 'failed'."""
+    with client() as api:
+        run_id = trigger(api, dag_id, logical_date)
+        return wait(api, dag_id, run_id, timeout_s)
+
+
+def run_every_dag(logical_date: dt.datetime, timeout_s: float, poll_s: float = 5.0) -> dict:
+    """Every DAG of the city run once for logical_date, each to a final state (what `make run`
+    shows in the Airflow UI). Returns {dag_id: state}.
+
+    The city DAG goes first and does the day's work; then, wave after wave, the ingest DAGs, the
+    build DAGs and the quality-and-publish DAG are triggered for the same date (which unpauses
+    them). They redo the day idempotently: files already in the manifest are skipped, silver
+    MERGEs to the same rows, gold is rebuilt as of the same date and gated again. Triggered, not
+    left to their Assets: Airflow queues no Asset event for a paused DAG. Once unpaused, a build
+    DAG that reads another library's gold (credit, licence) also runs on that library's new gold
+    Assets; those runs are not waited for here."""
+    with client() as api:
+        city = trigger(api, CITY_DAG_ID, logical_date)
+        states = {CITY_DAG_ID: wait(api, CITY_DAG_ID, city, timeout_s, poll_s)}
+        if states[CITY_DAG_ID] != "success":
+            return states
+        waves = [
+            [ingest_dag_id(s) for s in source_ids()],
+            [build_dag_id(library) for library in libraries()],
+            [QUALITY_DAG_ID],
+        ]
+        return states | _run_waves(api, waves, logical_date, timeout_s, poll_s)
+
+
+def _run_waves(
+    api: httpx.Client,
+    waves: list[list[str]],
+    logical_date: dt.datetime,
+    timeout_s: float,
+    poll_s: float,
+) -> dict[str, str]:
+    """Trigger each wave's DAGs for logical_date and wait for all of them before the next wave;
+    stops after a wave with a failed run."""
+    states: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    for dag_ids in waves:
+        runs = {dag_id: trigger(api, dag_id, logical_date) for dag_id in dag_ids}
+        for dag_id, run_id in runs.items():
+            left = max(deadline - time.monotonic(), poll_s)
+            states[dag_id] = wait(api, dag_id, run_id, left, poll_s)
+        if any(state != "success" for state in states.values()):
+            break
+    return states
+
+
+def last_runs(limit: int = 20) -> list[dict]:
+    """The most recent runs of every DAG, newest first: dag_id, run_id, logical_date, state, ..."""
+    keys = ("dag_id", "dag_run_id", "logical_date", "run_type", "state", "start_date", "end_date")
+    with client() as api:
+        # "~" stands for every DAG in the v2 API.
+        response = api.get("/dags/~/dagRuns", params={"order_by": "-start_date", "limit": limit})
+        _raise_for(response, "list runs")
+        return [{k: run.get(k) for k in keys} for run in response.json()["dag_runs"]]
+
+
+def _log_tail(api: httpx.Client, dag_id: str, run_id: str, ti: dict, lines: int) -> list[str]:
+    """The last lines of a task instance's log (try ti['try_number']), as text."""
+    url = (
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
+        f"{max(int(ti.get('try_number') or 1), 1)}"
+    )
+    response = api.get(url, params={"full_content": True}, headers={"Accept": "application/json"})
+    if response.is_error:
+        return [f"(log not readable: HTTP {response.status_code})"]
+    text = []
+    for entry in response.json().get("content") or []:
+        if isinstance(entry, dict):
+            event = entry.get("event", "")
+            if entry.get("error_detail"):
+                details = entry["error_detail"]
+                first = details[0] if isinstance(details, list) and details else {}
+                event = f"{event} {first.get('exc_type', '')}: {first.get('exc_value', '')}"
+            level = entry.get("level", "")
+            text.append(f"{entry.get('timestamp', '')} {level} {event}".strip())
+        else:
+            text.append(str(entry))
+    return text[-lines:]
+
+
+def _last_run(api: httpx.Client, dag_id: str) -> dict | None:
+    response = api.get(f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 1})
+    _raise_for(response, f"last run of {dag_id}")
+    runs = response.json()["dag_runs"]
+    return runs[0] if runs else None
+
+
+def _overdue_from_xcom(api: httpx.Client) -> dict | None:
+    """The overdue sources the latest successful freshness check of the city DAG reported."""
+    response = api.get(
+        f"/dags/{CITY_DAG_ID}/dagRuns",
+        params={"order_by": "-run_after", "limit": 10},
+    )
+    if response.is_error:
+        return None
+    for run in response.json()["dag_runs"]:
+        xcom = api.get(
+            f"/dags/{CITY_DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/check_freshness/"
+            "xcomEntries/return_value",
+            params={"deserialize": True, "stringify": False},
+        )
+        if xcom.is_success:
+            value = xcom.json().get("value")
+            if isinstance(value, str):
+                value = json.loads(value)
+            return {"run_id": run["dag_run_id"], "overdue": value or []}
+    return None
+
+
+def city_status(log_lines: int = 15) -> dict:
+    """The last run of every CityLake DAG, its failed tasks with their log tail, and the sources
+    the latest freshness check found overdue; everything from the REST API."""
+    with client() as api:
+        response = api.get("/dags", params={"tags": Tag.CITYLAKE.value, "limit": 500})
+        _raise_for(response, "list DAGs")
+        dags = sorted(response.json()["dags"], key=lambda d: d["dag_id"])
+        summary = []
+        for dag in dags:
+            run = _last_run(api, dag["dag_id"])
+            entry = {"dag_id": dag["dag_id"], "is_paused": dag.get("is_paused"), "last_run": None}
+            if run:
+                entry["last_run"] = {
+                    k: run.get(k)
+                    for k in (
+                        "dag_run_id",
+                        "logical_date",
+                        "run_type",
+                        "state",
+                        "start_date",
+                        "end_date",
+                    )
+                }
+                failed = api.get(
+                    f"/dags/{dag['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances",
+                    params={"state": ["failed", "upstream_failed", "up_for_retry"]},
+                )
+                _raise_for(failed, f"failed tasks of {dag['dag_id']}")
+                entry["failed_tasks"] = [
+                    {
+                        "task_id": ti["task_id"],
+                        "state": ti["state"],
+                        "try_number": ti.get("try_number"),
+                        "log_tail": (
+                            _log_tail(api, dag["dag_id"], run["dag_run_id"], ti, log_lines)
+                            if ti["state"] != "upstream_failed"
+                            else []
+                        ),
+                    }
+                    for ti in failed.json()["task_instances"]
+                ]
+            summary.append(entry)
+        return {"dags": summary, "freshness": _overdue_from_xcom(api)}
+
+
+def health(url: str) -> tuple[bool, dict]:
+    """Whether the metadata database, scheduler and dag-processor report healthy at url."""
+    try:
+        body = httpx.get(url, timeout=5.0).json()
+    except (httpx.HTTPError, ValueError):
+        return False, {}
+    needed = ("metadatabase", "scheduler", "dag_processor")
+    return all((body.get(c) or {}).get("status") == "healthy" for c in needed), body
+
+
+# ----------------------------------------------------------------------------- task start-up
+
+# What every task imports before it does any work: the pipeline steps with Spark's Connect
+# client, Great Expectations and pandas — many seconds of imports on this machine, per task.
+PRELOADED = ("pipelines.flow", "pyspark.sql.connect.session")
+
+LOCAL_SETTINGS = f"""\
+# Written by scripts/airflow.sh init; do not edit. Airflow imports this file in each of its
+# processes. The scheduler alone imports the pipeline's heavy modules ({", ".join(PRELOADED)})
+# once: LocalExecutor forks its workers from the scheduler and every task from a worker, so each
+# task starts with them loaded (citylake.orchestration.preload).
+import sys
+
+if sys.argv[1:2] == ["scheduler"]:
+    from citylake.orchestration import preload
+
+    preload()
+"""
+
+
+def preload() -> None:
+    """Import PRELOADED into this process (the scheduler), so the tasks forked from it start with
+    them. A failure here is logged, never fatal: each task imports what it needs anyway."""
+    import importlib
+    import logging
+    import time
+
+    started = time.monotonic()
+    for module in PRELOADED:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the scheduler must start whatever a module does
+            logging.getLogger(__name__).exception("citylake: preloading %s failed", module)
+    logging.getLogger(__name__).info(
+        "citylake: preloaded %s in %.1f s", ", ".join(PRELOADED), time.monotonic() - started
+    )
+
+
+# ----------------------------------------------------------------------------- scripts/airflow.sh
+
+
+def _main(argv: list[str]) -> int:
+    """Helpers for scripts/airflow.sh, which should not parse YAML or JSON in bash."""
+    import shlex
+    import sys
+
+    command = argv[0] if argv else ""
+    if command == "shell-settings":
+        env = load_environment()
+        # Always computed, so a production profile with default credentials stops here; printed
+        # only for SQLite, whose URL holds no secret.
+        url = env.metadata_url("airflow")
+        url = url if env.metadata.backend == "sqlite" else ""
+        for name, value in {
+            "DATA_ROOT": env.root,
+            "HOST": env.services.host,
+            "PORT": env.services.airflow_port,
+            "BACKEND": env.metadata.backend,
+            "METADATA_URL": url,
+        }.items():
+            print(f"{name}={shlex.quote(str(value))}")
+        return 0
+    if command == "metadata-url":
+        sys.stdout.write(load_environment().metadata_url("airflow"))
+        return 0
+    if command == "local-settings":
+        sys.stdout.write(LOCAL_SETTINGS)
+        return 0
+    if command == "health" and len(argv) == 2:
+        healthy, body = health(argv[1])
+        print(json.dumps(body))
+        return 0 if healthy else 1
+    print(
+        "usage: python -m citylake.orchestration shell-settings|metadata-url|local-settings|health URL",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    from citylake.config import ConfigError
+
+    try:
+        raise SystemExit(_main(sys.argv[1:]))
+    except ConfigError as error:
+        print(f"citylake: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,12 @@
+"""citylake_build_<library>: one DAG per base library in base_libraries/catalog.py, from the factory.
+
+    any Asset its gold tables read (silver, other libraries' gold)
+        ──► build_<table> → build_<table> ... (catalog order) ──► Asset citylake://gold/<table>
+
+A new gold table in the catalog is a new task here, a new library a new DAG, with no change to
+this file. Airflow wiring only (see citylake.orchestration); Spark is imported inside the tasks.
+"""
+
+from citylake import orchestration
+
+globals().update(orchestration.generate("build"))

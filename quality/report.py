@@ -1,0 +1,314 @@
+"""The delivery report (数据交付质量报告): what became of each file a department delivered.
+
+For one department and one delivery date, per file: rows received, accepted and quarantined; the
+quarantined rows counted by reason code with the rule's text (quality/reason_codes.yaml, Chinese
+and English) and a few examples, personal data masked; the quality checks that failed on that
+delivery (bronze) and on the table it feeds (silver); and whether each source is on time.
+
+Inputs are Delta tables read with DuckDB, so the report needs no Spark session:
+ops.ingest_manifest, quarantine.<source_id>, ops.quality_results. The report is Markdown, written
+to <data root>/quality/reports/<department>/<date>.md; `citylake report` prints it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citylake.config import Environment, SourceContract
+from citylake.errors import CityLakeError
+from quality.freshness import FREQUENCY_LABELS, freshness, last_deliveries
+from quality.runner import PERSONAL_VALUE, mask
+
+EXAMPLES_PER_REASON = 3
+SEVERITY_LABELS = {"hard": "阻断 hard", "soft": "警告 soft"}
+
+
+class ReportError(CityLakeError, ValueError):
+    """The report cannot be made (unknown department, nothing ingested yet)."""
+
+
+@dataclass
+class ReasonCount:
+    code: str
+    column: str
+    rule: str
+    count: int
+    examples: list[tuple[int, str]] = field(default_factory=list)  # (row number, masked value)
+
+
+@dataclass
+class FileReport:
+    source_id: str
+    source_file: str
+    batch_id: str
+    received: int
+    accepted: int
+    quarantined: int
+    reasons: list[ReasonCount]
+
+
+@dataclass
+class CheckFailure:
+    layer: str
+    table: str
+    expectation: str
+    column: str | None
+    severity: str
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    examples: str | None
+
+
+@dataclass
+class DeliveryReport:
+    department: str
+    department_name: str
+    department_name_en: str
+    delivery_date: dt.date
+    files: list[FileReport]
+    failures: list[CheckFailure]
+    missing: list[str]  # source ids of the department with no file on that date
+    late: list[str]  # overdue source ids (freshness) on that date
+    checks_run: int = 0  # bronze and silver checks recorded for that date
+
+
+def _delta(env: Environment, layer: str, name: str) -> str | None:
+    path = env.table_path(layer, name)
+    return str(path) if (path / "_delta_log").is_dir() else None
+
+
+def _masked(value, personal: bool) -> str:
+    if value is None:
+        return "(空 empty)"
+    text = str(value)
+    return mask(text) if personal or PERSONAL_VALUE.search(text) else text
+
+
+def _reason_texts() -> dict[str, dict[str, str]]:
+    from pipelines.silver import reason_texts
+
+    return reason_texts()
+
+
+def collect(
+    env: Environment,
+    contracts: dict[str, SourceContract],
+    department: str,
+    delivery_date: dt.date,
+) -> DeliveryReport:
+    """Gather the report's figures from the lake."""
+    import duckdb
+
+    from pipelines.publish import load_extensions
+
+    own = [c for c in contracts.values() if c.department == department]
+    if not own:
+        known = sorted({c.department for c in contracts.values()})
+        raise ReportError(f"no department '{department}' in conf/sources/ (one of {known})")
+    manifest = _delta(env, "ops", "ingest_manifest")
+    if manifest is None:
+        raise ReportError(
+            f"nothing ingested yet: {env.table_path('ops', 'ingest_manifest')} is missing"
+        )
+    by_id = {c.source_id: c for c in own}
+    files: list[FileReport] = []
+    failures: list[CheckFailure] = []
+    checks_run = 0
+    with duckdb.connect() as con:
+        load_extensions(con, "delta")
+        deliveries = con.execute(
+            f"SELECT source_id, source_file, batch_id, rows_delivered, rows_bronze "
+            f"FROM delta_scan('{manifest}') WHERE delivery_date = ? AND source_id IN "
+            f"({', '.join('?' for _ in by_id)}) ORDER BY source_id, source_file",
+            [delivery_date, *by_id],
+        ).fetchall()
+        for source_id, source_file, batch_id, received, bronze in deliveries:
+            files.append(
+                _file_report(con, env, by_id[source_id], source_file, batch_id, received, bronze)
+            )
+        results = _delta(env, "ops", "quality_results")
+        if results is not None:
+            failures = _failures(con, results, [*by_id], own, delivery_date)
+            checks_run = con.execute(
+                f"SELECT count(DISTINCT run_id) FROM delta_scan('{results}') WHERE logical_date = ? "
+                f"AND table_name IN ({', '.join('?' for _ in by_id)}, "
+                f"{', '.join('?' for _ in own)})",
+                [delivery_date, *by_id, *[c.silver_table for c in own]],
+            ).fetchone()[0]
+    delivered = {f.source_id for f in files}
+    standing = freshness(by_id, last_deliveries(env, delivery_date), delivery_date)
+    return DeliveryReport(
+        department=department,
+        department_name=own[0].department_name,
+        department_name_en=own[0].department_name_en,
+        delivery_date=delivery_date,
+        files=files,
+        failures=failures,
+        missing=sorted(set(by_id) - delivered),
+        late=[s.source_id for s in standing if s.overdue],
+        checks_run=checks_run,
+    )
+
+
+def _file_report(con, env, contract, source_file, batch_id, received, bronze) -> FileReport:
+    quarantine = _delta(env, "quarantine", contract.source_id)
+    reasons: list[ReasonCount] = []
+    quarantined = 0
+    if quarantine is not None:
+        scan = f"(SELECT * FROM delta_scan('{quarantine}') WHERE _batch_id = ?)"
+        quarantined = con.execute(f"SELECT count(*) FROM {scan}", [batch_id]).fetchone()[0]
+        counted = con.execute(
+            f"SELECT code, count(*) AS n FROM (SELECT unnest(reason_codes) AS code FROM {scan}) "
+            "GROUP BY code ORDER BY n DESC, code",
+            [batch_id],
+        ).fetchall()
+        texts = _reason_texts()
+        columns = {c.name: c for c in contract.columns}
+        for code, count in counted:
+            column, _, rule = code.partition(".")
+            text = texts.get(rule, {"zh": rule, "en": rule})
+            shown = columns.get(column)
+            value_column = column if shown else "_malformed_line"
+            examples = con.execute(
+                f'SELECT _row_number, CAST("{value_column}" AS VARCHAR) FROM {scan} '
+                "WHERE list_contains(reason_codes, ?) ORDER BY _row_number LIMIT ?",
+                [batch_id, code, EXAMPLES_PER_REASON],
+            ).fetchall()
+            personal = shown is None or shown.pii is not None
+            reasons.append(
+                ReasonCount(
+                    code=code,
+                    column=f"{shown.header} {column}" if shown else "整行 whole row",
+                    rule=f"{text['zh']} ({text['en']})",
+                    count=count,
+                    examples=[(row, _masked(value, personal)) for row, value in examples],
+                )
+            )
+    return FileReport(
+        source_id=contract.source_id,
+        source_file=source_file,
+        batch_id=batch_id,
+        received=received,
+        accepted=bronze - quarantined,
+        quarantined=quarantined,
+        reasons=reasons,
+    )
+
+
+def _failures(con, results, source_ids, contracts, delivery_date) -> list[CheckFailure]:
+    """Failed expectations of the latest check of each bronze and silver table on that date."""
+    tables = [("bronze", s) for s in source_ids] + [
+        ("silver", t) for t in sorted({c.silver_table for c in contracts})
+    ]
+    found = []
+    for layer, table in tables:
+        rows = con.execute(
+            f"""
+            WITH runs AS (
+                SELECT run_id, max(checked_at) AS last_checked FROM delta_scan('{results}')
+                WHERE layer = ? AND table_name = ? AND logical_date = ? GROUP BY run_id
+            ), latest AS (SELECT run_id FROM runs ORDER BY last_checked DESC LIMIT 1)
+            SELECT expectation, column_name, severity, unexpected_count, unexpected_percent,
+                   unexpected_examples
+            FROM delta_scan('{results}') WHERE run_id IN (SELECT run_id FROM latest)
+              AND NOT success ORDER BY severity, expectation, column_name
+            """,
+            [layer, table, delivery_date],
+        ).fetchall()
+        found += [CheckFailure(layer, table, *row) for row in rows]
+    return found
+
+
+def render_markdown(report: DeliveryReport) -> str:
+    """The report as Markdown: Chinese for the department, English beside it for engineers."""
+    day = report.delivery_date.isoformat()
+    lines = [
+        f"# 数据交付质量报告 Delivery report — {report.department_name} "
+        f"{report.department_name_en} — {day}",
+        "",
+    ]
+    total = [
+        sum(getattr(f, k) for f in report.files) for k in ("received", "accepted", "quarantined")
+    ]
+    lines += [
+        f"共收到 {len(report.files)} 个文件，{total[0]} 行：接收 {total[1]} 行，隔离 {total[2]} 行。",
+        f"{len(report.files)} file(s), {total[0]} rows received: {total[1]} accepted, "
+        f"{total[2]} quarantined.",
+        "",
+    ]
+    if report.missing:
+        lines += [
+            "**未收到以下数据 Not delivered on this date:** " + ", ".join(report.missing),
+            "",
+        ]
+    if report.late:
+        lines += ["**逾期未交付 Overdue (freshness):** " + ", ".join(report.late), ""]
+    for file in report.files:
+        share = 100.0 * file.quarantined / file.received if file.received else 0.0
+        lines += [
+            f"## {file.source_id}",
+            "",
+            f"文件 File: `{file.source_file}` (batch `{file.batch_id}`)",
+            "",
+            "| 收到 received | 接收 accepted | 隔离 quarantined | 隔离率 share |",
+            "|---:|---:|---:|---:|",
+            f"| {file.received} | {file.accepted} | {file.quarantined} | {share:.2f}% |",
+            "",
+        ]
+        if file.reasons:
+            lines += [
+                "### 隔离原因 Quarantine reasons",
+                "",
+                "| 原因代码 code | 字段 column | 规则 rule | 行数 rows | 示例（行号: 值） examples (row: value) |",
+                "|---|---|---|---:|---|",
+            ]
+            for reason in file.reasons:
+                examples = "; ".join(f"{row}: {value}" for row, value in reason.examples)
+                lines.append(
+                    f"| `{reason.code}` | {reason.column} | {reason.rule} | {reason.count} | "
+                    f"{examples} |"
+                )
+            lines.append("")
+        else:
+            lines += ["没有隔离的行 No row was quarantined.", ""]
+    lines += ["## 未通过的质量检查 Quality checks that failed", ""]
+    if report.failures:
+        lines += [
+            "| 表 table | 检查 expectation | 字段 column | 级别 severity | 不符行数 unexpected | 比例 % | 示例 examples |",
+            "|---|---|---|---|---:|---:|---|",
+        ]
+        for f in report.failures:
+            percent = f"{f.unexpected_percent:.2f}" if f.unexpected_percent is not None else ""
+            count = "" if f.unexpected_count is None else str(f.unexpected_count)
+            examples = (f.examples or "").replace("|", "\\|")
+            lines.append(
+                f"| {f.layer}.{f.table} | {f.expectation} | {f.column or ''} | "
+                f"{SEVERITY_LABELS.get(f.severity, f.severity)} | {count} | {percent} | {examples} |"
+            )
+    elif report.checks_run:
+        lines.append("全部通过 Every check passed.")
+    else:
+        lines.append("当日未运行质量检查 No quality check was recorded for this date.")
+    lines += [
+        "",
+        "个人信息已脱敏 Personal data is masked. 交付频率 Delivery frequencies: "
+        + ", ".join(f"{k} = {v}" for k, v in FREQUENCY_LABELS.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    env: Environment,
+    contracts: dict[str, SourceContract],
+    department: str,
+    delivery_date: dt.date,
+) -> tuple[str, Path]:
+    """Collect, render and save the report; returns (markdown, path)."""
+    text = render_markdown(collect(env, contracts, department, delivery_date))
+    path = env.root / "quality" / "reports" / department / f"{delivery_date.isoformat()}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return text, path

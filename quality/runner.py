@@ -1,0 +1,785 @@
+"""Great Expectations suites for every bronze, silver and gold table, run on Spark frames.
+
+Where a suite comes from (one suite per table; the name is the table's):
+
+* bronze.<source_id> and silver.<entity>: generated from the source contract
+  (conf/sources/<source_id>.yaml) — structure and lineage hard, the contract's content rules
+  (required values, ID numbers, credit codes, division codes, dates) hard in silver and soft in
+  bronze, where they measure what the department sent (the quarantine already rejects those
+  rows). A table that needs more adds quality/suites/<layer>/<table>.yaml; its expectations are
+  appended to the generated ones.
+* gold.<library>__<entity>: generated from base_libraries/catalog.py (the exact column list, row
+  count, lineage, and every key not null and unique) plus the table's business rules in
+  quality/suites/gold/<table>.yaml, which every gold table must have.
+
+A suite file is data: `table`, `layer`, and `expectations`, each with `type` (a GX expectation,
+built-in or one of quality/expectations.py), `severity` (hard: a failure blocks what follows;
+soft: recorded as a warning), `kwargs`, and optionally `when` ({column: value or [values]}: the
+rows the expectation applies to) and `notes`. `$city.<attribute>` and `$as_of` in kwargs stand for
+values of conf/city.yaml and the run's logical date. Anything wrong — unknown expectation, wrong
+argument, unknown column — is a ConfigError at load naming the file and the expectation.
+
+One validation per table per run on a persisted frame (silver and gold in two GX passes, see
+run_suite_fast: success first, the summary of what failed second); results land in
+ops.quality_results, one row per expectation, with personal data masked in the examples, and the
+masked GX result is kept for Data Docs (quality/docs.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from base_libraries import catalog
+from citylake.config import City, ConfigError, Environment, SourceContract
+from citylake.errors import CityLakeError
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+SUITES_DIR = Path(str(files("quality").joinpath("suites")))
+LAYERS = ("bronze", "silver", "gold")
+RESULTS_TABLE = "quality_results"
+RESULT_SCHEMA = (
+    "run_id string, checked_at timestamp, layer string, table_name string, expectation string, "
+    "column_name string, severity string, success boolean, element_count long, "
+    "unexpected_count long, unexpected_percent double, unexpected_examples string, "
+    "table_version long, suite_name string, expectation_args string, logical_date date"
+)
+BRONZE_LINEAGE = ("_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number")
+SILVER_HISTORY = ("valid_from", "valid_to", "is_current")
+EXAMPLES = 5  # unexpected values kept per expectation (masked when personal)
+# Gold columns carrying personal data (the catalog has no pii flag; names follow conventions):
+# ID numbers, names of people, phones, addresses, and keys that may be an ID number.
+GOLD_PERSONAL = re.compile(r"(id_number|phone|address|_key$|^name$|_name$|legal_representative$)")
+NOT_PERSONAL = {"division_name", "entity_name", "item_name", "building_name", "subject_name"}
+# A value shaped like an ID number or a mobile number is masked whatever its column.
+PERSONAL_VALUE = re.compile(r"\d{15}|\d{17}[\dXx]|1[3-9]\d{9}")
+
+
+class QualityGateFailed(CityLakeError, RuntimeError):
+    """A hard expectation failed: what follows (standardize, build, publish) must not run."""
+
+
+class ExpectationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    severity: Literal["hard", "soft"]
+    kwargs: dict[str, Any] = {}
+    when: dict[str, Any] | None = Field(
+        default=None, description="{column: value or [values]}: the rows it applies to"
+    )
+    notes: str | None = None
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    table: str
+    layer: Literal["bronze", "silver", "gold"]
+    description: str | None = None
+    expectations: list[ExpectationSpec] = []
+
+
+@dataclass(frozen=True)
+class Suite:
+    spec: SuiteSpec  # the whole suite: generated expectations first, then the file's
+    path: Path | None  # the YAML file, if the table has one
+    expectations: list  # great_expectations Expectation objects, in spec order
+    columns: tuple[str, ...]  # the table's columns as the suite knows them
+    personal: frozenset[str]  # columns whose values are masked in results
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.layer}.{self.spec.table}"
+
+    @property
+    def origin(self) -> str:
+        return str(self.path) if self.path else "generated"
+
+
+# ----------------------------------------------------------------------------- what a table is
+
+
+def _contracts() -> dict[str, SourceContract]:
+    from citylake.config import settings
+
+    return settings()[2]
+
+
+def contract_of(layer: str, table: str, contracts: dict[str, SourceContract]) -> SourceContract:
+    if layer == "bronze":
+        if table in contracts:
+            return contracts[table]
+    else:
+        for contract in contracts.values():
+            if contract.silver_table == table:
+                return contract
+    raise ConfigError(f"{layer}.{table}: no source contract in conf/sources/ defines this table")
+
+
+def tables(contracts: dict[str, SourceContract]) -> list[tuple[str, str]]:
+    """Every (layer, table) that has a suite: one per bronze, silver and gold table."""
+    found = [("bronze", c.source_id) for c in contracts.values()]
+    found += [("silver", s) for s in sorted({c.silver_table for c in contracts.values()})]
+    found += [("gold", t.name) for t in catalog.GOLD_TABLES]
+    return found
+
+
+def _derived(contract: SourceContract) -> list[str]:
+    """Columns silver adds beside a contract column (what pipelines/standardize.py derives)."""
+    extra = []
+    for column in contract.columns:
+        if column.type == "id_number":
+            extra += [f"{column.name}_{s}" for s in ("birth_date", "sex", "division")]
+        elif column.type == "credit_code":
+            extra += [f"{column.name}_{s}" for s in ("authority", "entity_type", "division")]
+    return extra
+
+
+def table_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> tuple[str, ...]:
+    if layer == "gold":
+        return tuple(catalog.gold_table(table).column_names)
+    contract = contract_of(layer, table, contracts)
+    if layer == "bronze":
+        return (*contract.column_names, "_malformed_line", *BRONZE_LINEAGE)
+    return (*contract.column_names, *_derived(contract), *BRONZE_LINEAGE, *SILVER_HISTORY)
+
+
+def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> frozenset:
+    if layer == "gold":
+        columns = catalog.gold_table(table).column_names
+        return frozenset(c for c in columns if GOLD_PERSONAL.search(c) and c not in NOT_PERSONAL)
+    contract = contract_of(layer, table, contracts)
+    personal = {c.name for c in contract.columns if c.pii}
+    personal |= {f"{c.name}_birth_date" for c in contract.columns if c.type == "id_number"}
+    return frozenset(personal | {"_malformed_line"})
+
+
+# ----------------------------------------------------------------------------- generated suites
+
+
+def _e(type_: str, severity: str, notes: str | None = None, **kwargs) -> dict:
+    return {"type": type_, "severity": severity, "kwargs": kwargs, "notes": notes}
+
+
+def _key_rules(key: list[str], severity: str) -> list[dict]:
+    rules = [_e("expect_column_values_to_not_be_null", severity, column=k) for k in key]
+    if len(key) == 1:
+        rules.append(_e("expect_column_values_to_be_unique", severity, column=key[0]))
+    else:
+        rules.append(_e("expect_compound_columns_to_be_unique", severity, column_list=list(key)))
+    return rules
+
+
+def _content_rules(contract: SourceContract, severity: str, layer: str) -> list[dict]:
+    """The contract's per-column rules: what standardize enforces, as expectations."""
+    rules: list[dict] = []
+    for column in contract.columns:
+        name = column.name
+        if column.required and name not in contract.business_key:
+            rules.append(_e("expect_column_values_to_not_be_null", severity, column=name))
+        if column.type == "id_number":
+            rules.append(_e("expect_column_values_to_be_valid_id_number", severity, column=name))
+        elif column.type == "credit_code":
+            rules.append(_e("expect_column_values_to_be_valid_credit_code", severity, column=name))
+        elif column.type == "division_code":
+            rules.append(
+                _e(
+                    "expect_column_values_to_be_city_division_code",
+                    severity,
+                    column=name,
+                    division_codes="$city.division_codes",
+                )
+            )
+        elif column.type == "date":
+            if layer == "bronze":
+                rules.append(_e("expect_column_values_to_be_parseable_date", severity, column=name))
+            if not column.future_allowed:  # an expiry (有效期至) may lie ahead
+                rules.append(
+                    _e(
+                        "expect_column_values_to_not_be_in_the_future",
+                        severity,
+                        column=name,
+                        as_of="$as_of",
+                    )
+                )
+        elif column.type == "timestamp":
+            # Timestamps are not checked against the delivery date by standardize: a warning.
+            rules.append(
+                _e(
+                    "expect_column_values_to_not_be_in_the_future",
+                    "soft",
+                    column=name,
+                    as_of="$as_of",
+                )
+            )
+        elif column.type == "geometry" and layer == "silver":
+            rules.append(_e("expect_column_values_to_be_json_parseable", severity, column=name))
+    return rules
+
+
+def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]) -> list[dict]:
+    columns = table_columns(layer, table, contracts)
+    if layer == "gold":
+        spec = catalog.gold_table(table)
+        return [
+            _e("expect_table_columns_to_match_ordered_list", "hard", column_list=list(columns)),
+            _e("expect_table_row_count_to_be_between", "hard", min_value=1),
+            *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalog.LINEAGE],
+            *_key_rules(list(spec.key), "hard"),
+        ]
+    contract = contract_of(layer, table, contracts)
+    if layer == "bronze":
+        return [
+            _e(
+                "expect_table_columns_to_match_set",
+                "hard",
+                column_set=list(columns),
+                exact_match=False,
+            ),
+            _e("expect_table_row_count_to_be_between", "soft", min_value=1),
+            *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in BRONZE_LINEAGE],
+            _e(
+                "expect_compound_columns_to_be_unique",
+                "hard",
+                column_list=["_batch_id", "_row_number"],
+            ),
+            _e("expect_column_values_to_be_null", "soft", column="_malformed_line"),
+            *_key_rules(contract.business_key, "soft"),
+            *_content_rules(contract, "soft", layer),
+        ]
+    required = [*contract.column_names, *BRONZE_LINEAGE]
+    return [
+        _e("expect_table_columns_to_match_set", "hard", column_set=required, exact_match=False),
+        _e("expect_table_row_count_to_be_between", "hard", min_value=1),
+        *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalog.LINEAGE],
+        *_key_rules(contract.business_key, "hard"),
+        *_content_rules(contract, "hard", layer),
+    ]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def suite_path(table: str, layer: str = "gold") -> Path:
+    return SUITES_DIR / layer / f"{table}.yaml"
+
+
+def _resolve(value, city: City, as_of: dt.date | None, where: str):
+    """`$city.<attribute>` → conf/city.yaml's value; `$as_of` → the run's logical date."""
+    if not (isinstance(value, str) and value.startswith("$")):
+        return value
+    if value == "$as_of":
+        return as_of.isoformat() if as_of else None
+    derived = {"division_count": len(city.divisions)}
+    name = value.removeprefix("$city.")
+    if value.startswith("$city.") and (name in derived or hasattr(city, name)):
+        found = derived.get(name, getattr(city, name, None))
+        return list(found) if isinstance(found, list | tuple) else found
+    raise ConfigError(f"{where}: unknown placeholder '{value}' ($city.<attribute> or $as_of)")
+
+
+def _row_condition(when: dict[str, Any], where: str):
+    from great_expectations.expectations.row_conditions import Column
+
+    condition = None
+    for column, value in when.items():
+        part = Column(column).is_in(value) if isinstance(value, list) else Column(column) == value
+        condition = part if condition is None else condition & part
+    if condition is None:
+        raise ConfigError(f"{where}: 'when' names no column")
+    return condition
+
+
+def _columns_named(item: ExpectationSpec) -> list[str]:
+    kwargs = item.kwargs
+    named = [
+        kwargs[k] for k in ("column", "column_A", "column_B") if isinstance(kwargs.get(k), str)
+    ]
+    named += [c for c in kwargs.get("column_list") or [] if isinstance(c, str)]
+    return named + list(item.when or {})
+
+
+def build_expectations(
+    spec: SuiteSpec,
+    where: str,
+    columns: tuple[str, ...],
+    city: City,
+    as_of: dt.date | None,
+) -> list:
+    """GX expectation objects for a spec; every problem is a ConfigError naming `where`."""
+    from great_expectations.compatibility.pydantic import ValidationError as GxValidationError
+    from great_expectations.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    import quality.expectations  # noqa: F401  (registers the custom expectations)
+
+    built = []
+    for index, item in enumerate(spec.expectations):
+        at = f"{where}: expectations[{index}] ({item.type})"
+        try:
+            cls = get_expectation_impl(item.type)
+        except ExpectationNotFoundError:
+            raise ConfigError(
+                f"{where}: expectations[{index}]: unknown expectation '{item.type}' "
+                "(a Great Expectations expectation or one of quality/expectations.py)"
+            ) from None
+        unknown = [c for c in _columns_named(item) if c not in columns]
+        if unknown:
+            raise ConfigError(
+                f"{at}: unknown column(s) {unknown} in {spec.layer}.{spec.table}; "
+                f"its columns are {list(columns)}"
+            )
+        kwargs = {k: _resolve(v, city, as_of, at) for k, v in item.kwargs.items()}
+        if item.when:
+            kwargs["row_condition"] = _row_condition(item.when, at)
+        meta = {"severity": item.severity, **({"notes": item.notes} if item.notes else {})}
+        try:
+            built.append(cls(**kwargs, meta=meta))
+        except (GxValidationError, ValidationError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{at}: wrong arguments: {exc}") from exc
+    return built
+
+
+def _read_spec(path: Path) -> SuiteSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return SuiteSpec.model_validate(data)
+    except (ValidationError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid suite: {exc}") from exc
+
+
+def load_suite(
+    path: Path,
+    city: City,
+    contracts: dict[str, SourceContract] | None = None,
+    as_of: dt.date | None = None,
+) -> Suite:
+    """The table's whole suite: generated expectations, then the file's (path may not exist for
+    bronze and silver tables)."""
+    contracts = _contracts() if contracts is None else contracts
+    layer = path.parent.name
+    if path.exists():
+        own = _read_spec(path)
+        if (own.layer, own.table) != (layer, path.stem):
+            raise ConfigError(
+                f"{path}: says table {own.layer}.{own.table}, but the file's place says "
+                f"{layer}.{path.stem}; one name travels the whole path, so they must agree"
+            )
+    elif layer == "gold":
+        raise ConfigError(f"{path}: every gold table needs its suite file (business rules)")
+    else:
+        own = SuiteSpec(table=path.stem, layer=layer)
+    try:
+        columns = table_columns(layer, own.table, contracts)
+        generated = generated_rules(layer, own.table, contracts)
+        personal = personal_columns(layer, own.table, contracts)
+    except (KeyError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc.args[0]}") from None
+    spec = SuiteSpec(
+        table=own.table,
+        layer=layer,
+        description=own.description,
+        expectations=[ExpectationSpec(**g) for g in generated] + own.expectations,
+    )
+    expectations = build_expectations(spec, str(path), columns, city, as_of)
+    return Suite(spec, path if path.exists() else None, expectations, columns, personal)
+
+
+def suite_for(
+    layer: str,
+    table: str,
+    city: City,
+    contracts: dict[str, SourceContract] | None = None,
+    as_of: dt.date | None = None,
+) -> Suite:
+    if layer not in LAYERS:
+        raise ValueError(f"no suites for layer '{layer}' (one of {', '.join(LAYERS)})")
+    return load_suite(suite_path(table, layer), city, contracts, as_of)
+
+
+def load_all(city: City, contracts: dict[str, SourceContract]) -> list[Suite]:
+    """Every table's suite (what a test and `citylake config` check): fails on the first error."""
+    found = [suite_for(layer, table, city, contracts) for layer, table in tables(contracts)]
+    known = {(s.spec.layer, s.spec.table) for s in found}
+    for layer in LAYERS:
+        for path in sorted((SUITES_DIR / layer).glob("*.yaml")):
+            if (layer, path.stem) not in known:
+                raise ConfigError(f"{path}: no {layer} table '{path.stem}' to apply this suite to")
+    return found
+
+
+# ----------------------------------------------------------------------------- validating
+
+
+def mask(value) -> str:
+    """A personal value as the serving file shows it: ends kept, the middle starred."""
+    text = str(value)
+    if len(text) >= 15:
+        return text[:4] + "*" * (len(text) - 8) + text[-4:]
+    if len(text) >= 7:
+        return text[:3] + "*" * (len(text) - 7) + text[-4:]
+    if len(text) >= 2:
+        return text[:1] + "*" * (len(text) - 1)
+    return "*"
+
+
+def _masked(value, personal: bool):
+    if isinstance(value, dict):
+        return {k: _masked(v, personal) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v, personal) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    return mask(text) if personal or PERSONAL_VALUE.search(text) else text
+
+
+def _columns_of(kwargs: dict) -> list[str]:
+    named = [kwargs[k] for k in ("column", "column_A", "column_B") if kwargs.get(k)]
+    return named + list(kwargs.get("column_list") or [])
+
+
+def mask_result(result, personal: frozenset[str]) -> None:
+    """Mask, in place, the values a GX expectation result shows (examples, counts, observations)."""
+    stats = result.result or {}
+    is_personal = any(c in personal for c in _columns_of(result.expectation_config.kwargs))
+    for key in (
+        "partial_unexpected_list",
+        "unexpected_list",
+        "partial_unexpected_index_list",
+        "unexpected_index_list",
+    ):
+        if stats.get(key):
+            stats[key] = _masked(stats[key], is_personal)
+    for key in ("partial_unexpected_counts", "unexpected_counts"):
+        if stats.get(key):
+            stats[key] = [
+                {**item, "value": _masked(item.get("value"), is_personal)} for item in stats[key]
+            ]
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
+def _args(kwargs: dict) -> str:
+    shown = {}
+    for key, value in kwargs.items():
+        if key in ("column", "batch_id") or value is None:
+            continue
+        if isinstance(value, list) and len(value) > 12:
+            value = [*value[:12], f"... {len(value)} in all"]
+        shown[key] = _plain(value)
+    return json.dumps(shown, ensure_ascii=False, sort_keys=True)
+
+
+def _exception_message(result) -> str | None:
+    """The message of an expectation that could not be evaluated (GX nests it by metric)."""
+    info = getattr(result, "exception_info", None) or {}
+    candidates = [info, *[v for v in info.values() if isinstance(v, dict)]]
+    for item in candidates:
+        if item.get("raised_exception"):
+            return str(item.get("exception_message"))
+    return None
+
+
+def _row(result, suite: Suite, run_id: str, table_version, checked_at, logical_date) -> dict:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    stats = result.result or {}
+    examples = stats.get("partial_unexpected_list") or []
+    error = _exception_message(result)
+    if error:
+        shown = f"error: {error[:300]}"
+    elif examples:
+        shown = ", ".join(
+            json.dumps(_plain(v), ensure_ascii=False) if not isinstance(v, str) else v
+            for v in examples[:EXAMPLES]
+        )
+    elif not result.success and stats.get("observed_value") is not None:
+        detail = stats.get("details") or {}
+        mismatch = detail.get("mismatched") if isinstance(detail, dict) else None
+        shown = json.dumps(_plain(mismatch or stats["observed_value"]), ensure_ascii=False)[:300]
+    else:
+        shown = None
+    observed = stats.get("observed_value")
+    element_count = stats.get("element_count")
+    if element_count is None and isinstance(observed, int) and not isinstance(observed, bool):
+        element_count = observed  # row-count expectations observe the count itself
+    columns = _columns_of(kwargs)
+    return {
+        "run_id": run_id,
+        "checked_at": checked_at,
+        "layer": suite.spec.layer,
+        "table_name": suite.spec.table,
+        "expectation": config.type,
+        "column_name": ",".join(columns) or None,
+        "severity": config.meta["severity"],
+        "success": bool(result.success),
+        "element_count": element_count,
+        "unexpected_count": stats.get("unexpected_count"),
+        "unexpected_percent": stats.get("unexpected_percent"),
+        "unexpected_examples": shown,
+        "table_version": table_version,
+        "suite_name": suite.name,
+        "expectation_args": _args(kwargs),
+        "logical_date": logical_date,
+    }
+
+
+@functools.cache
+def _context():
+    """One ephemeral GX context per process: no files, no shared state between tasks."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def run_suite(frame, suite: Suite, result_format: str | dict = "SUMMARY", expectations=None):
+    """One GX validation of the suite (or of some of its expectations) on a Spark DataFrame; the
+    raw GX result."""
+    import great_expectations as gx
+
+    context = _context()
+    name = f"{suite.spec.layer}__{suite.spec.table}__{uuid.uuid4().hex[:8]}"
+    source = context.data_sources.add_spark(name=name)
+    try:
+        batch = (
+            source.add_dataframe_asset(name=name)
+            .add_batch_definition_whole_dataframe("whole")
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        chosen = suite.expectations if expectations is None else expectations
+        gx_suite = gx.ExpectationSuite(name=suite.name, expectations=chosen)
+        return batch.validate(gx_suite, result_format=result_format)
+    finally:
+        context.data_sources.delete(name)
+
+
+def _key(config) -> tuple[str, str]:
+    """An expectation's identity in a result (GX adds the batch to the arguments it reports)."""
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    return config.type, json.dumps(kwargs, sort_keys=True, default=str)
+
+
+def _is_map(expectation) -> bool:
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
+
+    return isinstance(
+        expectation, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation
+    )
+
+
+def _settled(expectation, result) -> bool:
+    """A passed expectation that tolerates no failure: its figures are known without asking
+    Spark again (row-by-row: 0 unexpected of the frame's rows; nothing to show either way)."""
+    mostly = getattr(expectation, "mostly", None) or expectation.configuration.kwargs.get("mostly")
+    return result.success and (mostly is None or mostly >= 1.0)
+
+
+def run_suite_fast(frame, suite: Suite):
+    """The SUMMARY result of the whole suite in at most two passes, each one GX validation.
+
+    Pass 1 asks only for success (BOOLEAN_ONLY): GX then needs just the unexpected counts, which
+    it bundles into a few aggregations. Pass 2 asks for the summary (counts, percentages and
+    unexpected examples) of the expectations that failed or tolerate some failures (`mostly`). A
+    passed expectation is settled by pass 1: a row-by-row one had 0 unexpected of the frame's
+    rows; a table-level one (row count, column set) is recorded without its observed value. On a
+    suite that mostly passes this does about a third of the Spark jobs of one SUMMARY pass."""
+    first = run_suite(frame, suite, "BOOLEAN_ONLY")
+    by_key = {_key(e.configuration): e for e in suite.expectations}
+    pending = [
+        by_key[_key(r.expectation_config)]
+        for r in first.results
+        if not _settled(by_key[_key(r.expectation_config)], r)
+    ]
+    detailed = {}
+    if pending:
+        second = run_suite(frame, suite, "SUMMARY", expectations=pending)
+        detailed = {_key(r.expectation_config): r for r in second.results}
+    rows = None
+    for index, result in enumerate(first.results):
+        key = _key(result.expectation_config)
+        if key in detailed:
+            first.results[index] = detailed[key]
+            continue
+        if rows is None:
+            rows = frame.count()
+        result.result = {"element_count": rows}
+        if _is_map(by_key[key]):
+            result.result |= {
+                "unexpected_count": 0,
+                "unexpected_percent": 0.0,
+                "partial_unexpected_list": [],
+            }
+    return first
+
+
+def validate(
+    frame,
+    suite: Suite,
+    run_id: str,
+    table_version: int | None,
+    logical_date: dt.date | None = None,
+    outcome_sink: list | None = None,
+) -> list[dict]:
+    """Run a suite on a Spark DataFrame; one result row per expectation (nothing raised here).
+
+    Personal values are masked in the rows and in the GX result (appended to outcome_sink when
+    given, for Data Docs)."""
+    # Bronze suites measure what departments sent: failures are normal there and would all need
+    # the second pass anyway, so one SUMMARY pass is cheaper. Silver and gold mostly pass.
+    if suite.spec.layer == "bronze":
+        outcome = run_suite(frame, suite, "SUMMARY")
+    else:
+        outcome = run_suite_fast(frame, suite)
+    checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = []
+    for result in outcome.results:
+        mask_result(result, suite.personal)
+        rows.append(_row(result, suite, run_id, table_version, checked_at, logical_date))
+    if outcome_sink is not None:
+        outcome_sink.append(outcome)
+    return rows
+
+
+def gate(rows: list[dict]) -> None:
+    """Raise QualityGateFailed naming each failed hard expectation and its unexpected count."""
+    failed = [r for r in rows if r["severity"] == "hard" and not r["success"]]
+    if failed:
+        lines = [
+            f"{r['layer']}.{r['table_name']}: {r['expectation']}"
+            + (f"({r['column_name']})" if r["column_name"] else "")
+            + f" failed: {r['unexpected_count']} unexpected of {r['element_count']}"
+            + (f" (e.g. {r['unexpected_examples']})" if r["unexpected_examples"] else "")
+            for r in failed
+        ]
+        raise QualityGateFailed("quality gate failed, not going on:\n  " + "\n  ".join(lines))
+
+
+def describe(rows: list[dict]) -> str:
+    ok = sum(r["success"] for r in rows)
+    return f"{ok}/{len(rows)} expectations passed"
+
+
+def validations_dir(env: Environment) -> Path:
+    return env.root / "quality" / "validations"
+
+
+def save_outcome(env: Environment, suite: Suite, run_id: str, outcome) -> Path:
+    """Keep the masked GX result (and its suite) as JSON for Data Docs."""
+    folder = validations_dir(env) / suite.spec.layer / suite.spec.table
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}.json"
+    document = {
+        "run_id": run_id,
+        "suite": {
+            "name": suite.name,
+            "expectations": [e.configuration.to_json_dict() for e in suite.expectations],
+        },
+        "result": outcome.to_json_dict(),
+    }
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(document, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(staging, path)
+    return path
+
+
+def _register_references(lake, suite: Suite) -> list[str]:
+    """Referential expectations read the other table's current version through a temp view;
+    returns the views registered (dropped after the validation)."""
+    from quality.expectations import reference_view
+
+    views = []
+    for expectation in suite.expectations:
+        config = expectation.configuration
+        if config.type != "expect_column_values_to_be_found_in_table":
+            continue
+        other = config.kwargs["other_table"]
+        layer, name = other.split(".", 1)
+        if lake.exists(layer, name):
+            lake.read(layer, name).createOrReplaceTempView(reference_view(other))
+            views.append(reference_view(other))
+    return views
+
+
+def check_table(
+    lake,
+    layer: str,
+    table: str,
+    logical_date: dt.date | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Validate a table's current Delta version, record the results, and gate.
+
+    bronze: the rows delivered on logical_date (every row when None); silver: the current rows
+    (is_current, when the table keeps history); gold: every row. Results are appended to
+    ops.quality_results (with the version checked), the masked GX result is kept for Data Docs,
+    and QualityGateFailed is raised — after recording — when a hard expectation failed.
+    """
+    from pyspark.sql import functions as F
+
+    from citylake.config import settings
+
+    _, city, contracts = settings()
+    suite = suite_for(layer, table, city, contracts, as_of=logical_date)
+    version = lake.version(layer, table)
+    run_id = run_id or f"{layer}.{table}:{version}:{uuid.uuid4().hex[:8]}"
+    frame = lake.read(layer, table, version=version)
+    if layer == "bronze" and logical_date is not None:
+        frame = frame.where(F.col("_delivery_date") == F.lit(logical_date))
+    if layer == "silver" and "is_current" in frame.columns:
+        frame = frame.where(F.col("is_current"))
+    views = _register_references(lake, suite)
+    frame = frame.persist()
+    outcomes: list = []
+    try:
+        rows = validate(frame, suite, run_id, version, logical_date, outcomes)
+    finally:
+        frame.unpersist()
+        for view in views:
+            lake.spark.catalog.dropTempView(view)
+    lake.append(lake.spark.createDataFrame(rows, RESULT_SCHEMA), "ops", RESULTS_TABLE)
+    saved = save_outcome(lake.env, suite, run_id, outcomes[0])
+    failed = [r for r in rows if not r["success"]]
+    summary = {
+        "table": f"{layer}.{table}",
+        "version": version,
+        "run_id": run_id,
+        "result": describe(rows),
+        "failed_hard": [_label(r) for r in failed if r["severity"] == "hard"],
+        "warnings": [_label(r) for r in failed if r["severity"] == "soft"],
+        "validation": str(saved),
+    }
+    gate(rows)
+    return summary
+
+
+def _label(row: dict) -> str:
+    column = f"({row['column_name']})" if row["column_name"] else ""
+    count = f": {row['unexpected_count']} unexpected" if row["unexpected_count"] else ""
+    return f"{row['expectation']}{column}{count}"

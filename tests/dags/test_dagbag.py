@@ -1,0 +1,480 @@
+"""DAG integrity and team policy, without any Airflow service: every DAG imports, cheaply, follows
+the rules in citylake.orchestration (owner, tags, retries, timeouts, alerts, pool), and its Assets
+and tasks are exactly what conf/sources and base_libraries/catalog.py say, computed here again
+from those files rather than from the factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from base_libraries import catalog
+from citylake import orchestration as orch
+from citylake.config import load_contracts
+from citylake.errors import CityLakeError
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = REPO / "dags"
+DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
+CONTRACTS = load_contracts()
+LIBRARIES = sorted({t.library for t in catalog.GOLD_TABLES})
+MAX_IMPORT_S = 1.0
+ROLE = {"ingest": "ingest", "build": "build", "quality_publish": "quality", "city": "city"}
+
+
+def _dags(dagbag):
+    return sorted(dagbag.dags.values(), key=lambda d: d.dag_id)
+
+
+def _uris(dag) -> set[str]:
+    condition = getattr(dag.timetable, "asset_condition", None)
+    return {asset.uri for asset in getattr(condition, "objects", ())}
+
+
+def _silver_uri(source_id: str) -> str:
+    return f"citylake://silver/{CONTRACTS[source_id].silver_table}"
+
+
+def _gold_uri(table: str) -> str:
+    return f"citylake://gold/{table}"
+
+
+def test_dag_folder_has_dags():
+    assert {p.stem for p in DAG_FILES} == {
+        "citylake_ingest",
+        "citylake_build",
+        "citylake_quality_publish",
+        "citylake_city",
+    }
+
+
+def test_every_dag_imports_one_per_source_and_library(dagbag):
+    assert dagbag.import_errors == {}
+    expected = (
+        {f"citylake_ingest_{s}" for s in CONTRACTS}
+        | {f"citylake_build_{library}" for library in LIBRARIES}
+        | {"citylake_quality_publish", "citylake_city"}
+    )
+    assert set(dagbag.dags) == expected
+
+
+def test_dag_ids_begin_with_their_file_name(dagbag):
+    for dag in _dags(dagbag):
+        assert dag.dag_id.startswith(Path(dag.fileloc).stem), dag.dag_id
+
+
+def test_dag_files_import_fast_and_without_spark():
+    """Each DAG file, imported after airflow.sdk, costs < 1 s of CPU and no heavy module.
+
+    A fresh interpreter, so nothing another test imported hides a slow or heavy import; CPU time,
+    not wall time, so a busy machine (Spark jobs next door on two cores) does not make it flaky.
+    """
+    probe = """
+import importlib.util, json, sys, time
+from airflow.sdk import Asset, dag, task  # what every DAG file needs anyway; not counted
+heavy = ("pyspark", "great_expectations", "pipelines", "duckdb", "pandas", "quality")
+results = {}
+for path in sys.argv[1:]:
+    before = set(sys.modules)
+    start = time.process_time()
+    spec = importlib.util.spec_from_file_location(f"dag_{len(results)}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    seconds = time.process_time() - start
+    new = sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(heavy))
+    results[path] = {"seconds": seconds, "heavy": new}
+print(json.dumps(results))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, DAG_FILES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=True,
+    )
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == len(DAG_FILES)
+    for path, result in results.items():
+        assert result["heavy"] == [], f"{path} imports {result['heavy']} at parse time"
+        assert result["seconds"] < MAX_IMPORT_S, f"{path} took {result['seconds']:.2f} s to import"
+
+
+def test_owner_tags_and_catchup(dagbag):
+    tags = {t.value for t in orch.Tag}
+    for dag in _dags(dagbag):
+        assert dag.owner == orch.OWNER
+        assert set(dag.tags) <= tags, f"{dag.dag_id}: tags {set(dag.tags) - tags} not in orch.Tag"
+        assert orch.Tag.CITYLAKE.value in dag.tags
+        role = ROLE[Path(dag.fileloc).stem.removeprefix("citylake_")]
+        assert set(dag.tags) & {t.value for t in orch.ROLE_TAGS} == {role}, dag.dag_id
+        assert dag.catchup is False
+        assert dag.max_active_runs == 1
+
+
+def test_every_task_retries_alerts_times_out_and_uses_the_spark_pool(dagbag):
+    for dag in _dags(dagbag):
+        for task in dag.tasks:
+            where = f"{dag.dag_id}.{task.task_id}"
+            assert task.owner == orch.OWNER, where
+            assert task.retries >= 1, where
+            assert task.retry_exponential_backoff, where
+            assert task.execution_timeout is not None, where
+            assert task.execution_timeout <= dt.timedelta(hours=1), where
+            assert orch.alert_on_failure in (task.on_failure_callback or []), where
+            assert orch.record_retry in (task.on_retry_callback or []), where
+            assert task.pool == orch.SPARK_POOL, where
+
+
+def test_no_cycles(dagbag):
+    for dag in _dags(dagbag):
+        dag.check_cycle()
+        assert len(dag.topological_sort()) == len(dag.tasks)
+
+
+def test_an_ingest_dag_per_source_on_its_frequency(dagbag):
+    cron = {"daily": "0 0 * * *", "weekly": "0 0 * * 1", "monthly": "0 0 1 * *"}
+    for source_id, contract in CONTRACTS.items():
+        dag = dagbag.dags[f"citylake_ingest_{source_id}"]
+        assert contract.library in dag.tags
+        assert dag.timetable.expression == cron[contract.frequency]
+        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == (
+            "Asia/Shanghai"
+        )
+        ingest, standardize = f"ingest_{source_id}", f"standardize_{source_id}"
+        assert set(dag.task_ids) == {ingest, standardize}
+        assert dag.get_task(ingest).downstream_task_ids == {standardize}
+        assert [o.uri for o in dag.get_task(standardize).outlets] == [_silver_uri(source_id)]
+        assert dag.get_task(ingest).outlets == []
+
+
+def test_a_build_dag_per_library_on_the_assets_its_tables_read(dagbag):
+    for library in LIBRARIES:
+        dag = dagbag.dags[f"citylake_build_{library}"]
+        assert library in dag.tags
+        tables = [t for t in catalog.GOLD_TABLES if t.library == library]
+        own = {_gold_uri(t.name) for t in tables}
+        reads = {_silver_uri(s) for t in tables for s in t.sources}
+        reads |= {_gold_uri(g) for t in tables for g in t.gold} - own
+        assert _uris(dag) == reads, library
+        # catalog order, one after the other
+        order = [t.task_id for t in dag.topological_sort()]
+        assert order == [f"build_{t.name}" for t in tables]
+        for first, second in zip(order, order[1:], strict=False):
+            assert dag.get_task(second).upstream_task_ids == {first}
+        for table in tables:
+            outlets = [o.uri for o in dag.get_task(f"build_{table.name}").outlets]
+            assert outlets == [_gold_uri(table.name)]
+
+
+def test_every_consumed_asset_is_produced_by_some_dag(dagbag):
+    produced = {o.uri for dag in _dags(dagbag) for t in dag.tasks for o in t.outlets}
+    consumed = set().union(*(_uris(dag) for dag in _dags(dagbag)))
+    assert consumed <= produced, consumed - produced
+    assert {u for u in produced if u.startswith("citylake://silver/")} == {
+        _silver_uri(s) for s in CONTRACTS
+    }
+
+
+def test_quality_publish_runs_on_every_gold_asset(dagbag):
+    dag = dagbag.dags["citylake_quality_publish"]
+    assert _uris(dag) == {_gold_uri(t.name) for t in catalog.GOLD_TABLES}
+    publish = dag.get_task("publish_serving")
+    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalog.GOLD_TABLES}
+    assert publish.trigger_rule == "none_failed"
+
+
+def test_the_city_dag_runs_the_whole_chain(dagbag):
+    dag = dagbag.dags["citylake_city"]
+    assert dag.timetable.expression == "0 0 * * *"
+    expected = {"publish_serving", "check_freshness"}
+    for source_id in CONTRACTS:
+        expected |= {f"ingest_{source_id}", f"standardize_{source_id}"}
+    for table in catalog.GOLD_TABLES:
+        expected |= {f"build_{table.name}", f"quality_{table.name}"}
+        build = dag.get_task(f"build_{table.name}")
+        # after the silver it reads and the gold tables it reads; a skipped weekly source holds
+        # nothing back (none_failed), a failed one does
+        assert build.upstream_task_ids == {f"standardize_{s}" for s in table.sources} | {
+            f"build_{g}" for g in table.gold
+        }
+        assert build.trigger_rule == "none_failed"
+        assert build.downstream_task_ids >= {f"quality_{table.name}"}
+        quality = dag.get_task(f"quality_{table.name}")
+        assert quality.downstream_task_ids == {"publish_serving"}
+    assert set(dag.task_ids) == expected
+    assert dag.get_task("check_freshness").trigger_rule == "all_done"
+    assert dag.get_task("check_freshness").upstream_task_ids == {
+        f"standardize_{s}" for s in CONTRACTS
+    }
+
+
+# ----------------------------------------------------------------------------- run dates
+
+
+@pytest.mark.parametrize(
+    ("logical_date", "expected"),
+    [
+        # midnight in 贺州 is 16:00 UTC the day before
+        (dt.datetime(2026, 11, 26, 16, 0, tzinfo=dt.UTC), dt.date(2026, 11, 27)),
+        # `airflow dags test <dag> 2026-11-27` gives UTC midnight: 08:00 in 贺州, same day
+        (dt.datetime(2026, 11, 27, 0, 0, tzinfo=dt.UTC), dt.date(2026, 11, 27)),
+        (dt.datetime(2026, 11, 27, 15, 59, tzinfo=dt.UTC), dt.date(2026, 11, 27)),
+        (dt.datetime(2026, 11, 27, 16, 0, tzinfo=dt.UTC), dt.date(2026, 11, 28)),
+    ],
+)
+def test_partition_date_is_the_logical_date_in_the_city(logical_date, expected):
+    assert orch.partition_date({"logical_date": logical_date}) == expected
+
+
+def test_partition_date_is_a_plain_date_even_from_pendulum():
+    # PySpark's DateType refuses pendulum.Date, which is what pendulum's .date() returns.
+    import pendulum
+
+    day = orch.partition_date({"logical_date": pendulum.datetime(2026, 11, 26, 16, tz="UTC")})
+    assert type(day) is dt.date
+    assert day == dt.date(2026, 11, 27)
+
+
+def test_partition_date_of_a_run_without_logical_date_is_its_run_after():
+    run = SimpleNamespace(run_after=dt.datetime(2026, 11, 27, 1, 30, tzinfo=dt.UTC))
+    assert orch.partition_date({"logical_date": None, "dag_run": run}) == dt.date(2026, 11, 27)
+
+
+def _event(uri: str, day: str | None, dag_id: str = "citylake_ingest_x"):
+    return SimpleNamespace(
+        asset=SimpleNamespace(uri=uri), extra={"date": day} if day else {}, source_dag_id=dag_id
+    )
+
+
+def test_an_asset_triggered_run_takes_the_newest_day_its_events_name():
+    events = {
+        "a": [_event("citylake://silver/person", "2026-11-20")],
+        "b": [_event("citylake://silver/x", "2026-11-27"), _event("citylake://silver/x", None)],
+    }
+    run = SimpleNamespace(run_after=dt.datetime(2026, 12, 5, tzinfo=dt.UTC))
+    context = {"logical_date": None, "dag_run": run, "triggering_asset_events": events}
+    assert orch.partition_date(context) == dt.date(2026, 11, 27)
+
+
+def test_delivery_days_of_a_weekly_schedule_are_the_whole_interval():
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    context = {
+        "logical_date": dt.datetime(2026, 11, 16, tzinfo=shanghai),
+        "data_interval_start": dt.datetime(2026, 11, 16, tzinfo=shanghai),
+        "data_interval_end": dt.datetime(2026, 11, 23, tzinfo=shanghai),
+        "dag_run": SimpleNamespace(run_type="scheduled"),
+    }
+    days = orch.delivery_days(context, "weekly")
+    assert days == [dt.date(2026, 11, 16) + dt.timedelta(days=n) for n in range(7)]
+    # a manual run, or the city DAG's daily run, takes its own day only
+    context["dag_run"] = SimpleNamespace(run_type="manual")
+    assert orch.delivery_days(context, "weekly") == [dt.date(2026, 11, 16)]
+    assert orch.delivery_days({**context, "dag_run": None}, "daily") == [dt.date(2026, 11, 16)]
+
+
+def test_runs_the_city_dag_already_did_are_recognised():
+    city = {"a": [_event("citylake://gold/t", "2026-11-27", orch.CITY_DAG_ID)]}
+    mixed = {**city, "b": [_event("citylake://gold/u", "2026-11-27")]}
+    assert orch.redundant_run({"triggering_asset_events": city})
+    assert not orch.redundant_run({"triggering_asset_events": mixed})
+    assert not orch.redundant_run({"triggering_asset_events": {}})
+    assert not orch.redundant_run({})
+
+
+def test_changed_gold_tables_come_from_the_events():
+    events = {
+        "a": [_event(_gold_uri("population__person"), "2026-11-27")],
+        "b": [_event("citylake://silver/person", "2026-11-27")],
+    }
+    assert orch.changed_gold_tables({"triggering_asset_events": events}) == {"population__person"}
+    assert orch.changed_gold_tables({"triggering_asset_events": {}}) is None
+
+
+# ----------------------------------------------------------------------------- errors and alerts
+
+
+class _Broken(CityLakeError):
+    pass
+
+
+def test_contract_violations_are_not_transient():
+    assert orch.is_transient(ConnectionResetError("Spark Connect went away"))
+    assert orch.is_transient(TimeoutError())
+    assert not orch.is_transient(_Broken("row 3, column id_number"))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        try:
+            raise _Broken("row 3")
+        except _Broken as error:
+            raise AirflowFailException(str(error)) from error
+    except AirflowFailException as wrapped:
+        assert not orch.is_transient(wrapped)
+
+
+def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
+    """_call turns a CityLakeError into AirflowFailException (no retry); others pass as they are."""
+    pytest.importorskip("pipelines.flow", reason="pipelines.flow not importable here")
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines import flow
+    from pipelines.ingest import DeliveryError
+
+    def broken(*_):
+        raise DeliveryError("landing/x.csv: line 3, column 身份证号: not 18 characters")
+
+    def flaky(*_):
+        raise ConnectionResetError("Spark Connect went away")
+
+    monkeypatch.setattr(flow, "ingest", broken)
+    with pytest.raises(AirflowFailException, match="DeliveryError: landing/x.csv: line 3"):
+        orch._call("ingest", "s", dt.date(2026, 11, 27))
+    monkeypatch.setattr(flow, "ingest", flaky)
+    with pytest.raises(ConnectionResetError):
+        orch._call("ingest", "s", dt.date(2026, 11, 27))
+
+
+def test_a_contract_violation_outside_the_step_fails_at_once_too():
+    """Every task callable is guarded, e.g. a broken contract met while choosing the days."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from citylake.config import ConfigError
+
+    @orch._contract_violations_fail()
+    def task_body():
+        raise ConfigError("conf/sources/x.yaml: key 'columns.8.future_allowed': not permitted")
+
+    with pytest.raises(AirflowFailException, match="ConfigError: conf/sources/x.yaml") as failed:
+        task_body()
+    # the alert names the violation, not Airflow's wrapper around it
+    record = orch._alert_record(_failed_context(failed.value), "failed")
+    assert record["error_type"] == "ConfigError"
+    assert record["is_transient"] is False
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        length = int(self.headers["Content-Length"])
+        _Receiver.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", _Receiver.received
+    server.shutdown()
+    server.server_close()
+
+
+def _failed_context(exception):
+    ti = SimpleNamespace(dag_id="citylake_city", task_id="ingest_x", run_id="r1", try_number=3)
+    return {"ti": ti, "exception": exception, "logical_date": None}
+
+
+def test_an_alert_goes_to_the_log_file_and_the_webhook(tmp_path, monkeypatch, webhook):
+    url, received = webhook
+    alerts = tmp_path / "alerts" / "city.log"
+    monkeypatch.setenv(orch.ALERT_LOG_VARIABLE, str(alerts))
+    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, url)
+    monkeypatch.setattr(orch, "_record_run_log", lambda record: None)  # Delta: see below
+    orch.alert_on_failure(_failed_context(_Broken("no file\ndelivered")))
+    orch.alert_on_failure(_failed_context(None))
+    lines = alerts.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    fields = lines[0].split("\t")
+    assert fields[1:6] == ["FAILED", "citylake_city", "ingest_x", "r1", "try=3"]
+    assert fields[6] == "_Broken: no file delivered"
+    assert len(received) == 2
+    assert received[0]["dag_id"] == "citylake_city"
+    assert received[0]["task_id"] == "ingest_x"
+    assert received[0]["error"] == "no file delivered"
+    assert received[0]["is_transient"] is False
+    assert received[0]["state"] == "failed"
+
+
+def test_a_silent_webhook_does_not_hide_the_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv(orch.ALERT_LOG_VARIABLE, str(tmp_path / "alerts.log"))
+    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, "http://127.0.0.1:9/nobody")
+    monkeypatch.setattr(orch, "_record_run_log", lambda record: None)
+    orch.alert_on_failure(_failed_context(ValueError("boom")))
+    assert "ValueError: boom" in (tmp_path / "alerts.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.spark
+def test_failures_and_retries_land_in_ops_run_log(spark, data_root, monkeypatch):
+    monkeypatch.delenv(orch.ALERT_WEBHOOK_VARIABLE, raising=False)
+    monkeypatch.delenv(orch.ALERT_LOG_VARIABLE, raising=False)
+    orch.record_retry(_failed_context(ConnectionResetError("Spark Connect went away")))
+    orch.alert_on_failure(_failed_context(_Broken("row 3, column id_number")))
+    path = data_root / "lake" / "ops" / orch.RUN_LOG_TABLE
+    rows = spark.read.format("delta").load(str(path)).orderBy("state").collect()
+    assert [(r.state, r.is_transient, r.error_type) for r in rows] == [
+        ("failed", False, "_Broken"),
+        ("up_for_retry", True, "ConnectionResetError"),
+    ]
+    assert {(r.dag_id, r.task_id, r.run_id, r.try_number) for r in rows} == {
+        ("citylake_city", "ingest_x", "r1", 3)
+    }
+    assert (data_root / "log" / "alerts.log").read_text(encoding="utf-8").count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- freshness
+
+
+def test_the_freshness_check_alerts_each_overdue_source(tmp_path, monkeypatch, webhook):
+    """No delivery ever (an empty ops.ingest_manifest): every source is overdue, each alerted."""
+    pytest.importorskip("quality.freshness", reason="quality.freshness not importable here")
+    url, received = webhook
+    monkeypatch.setenv("CITYLAKE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, url)
+    monkeypatch.delenv(orch.ALERT_LOG_VARIABLE, raising=False)
+    ti = SimpleNamespace(
+        dag_id="citylake_city", task_id="check_freshness", run_id="r", try_number=1
+    )
+    context = {"logical_date": dt.datetime(2026, 11, 26, 16, tzinfo=dt.UTC), "ti": ti}
+    monkeypatch.setattr(orch, "_context", lambda: context)
+    overdue = orch.freshness_task()
+    assert {s["source_id"] for s in overdue} == set(CONTRACTS)
+    assert all(s["last_delivery"] is None for s in overdue)
+    json.dumps(overdue)  # an XCom: JSON-able
+    assert len(received) == len(CONTRACTS)
+    assert {r["state"] for r in received} == {"overdue"}
+    lines = (tmp_path / "log" / "alerts.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(CONTRACTS)
+    assert all("\tOVERDUE\tcitylake_city\tcheck_freshness\t" in line for line in lines)
+
+
+def test_a_weekly_source_without_delivery_is_skipped_a_daily_one_is_not(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    monkeypatch.setenv("CITYLAKE_DATA_ROOT", str(tmp_path))
+    by_frequency = {c.frequency: s for s, c in sorted(CONTRACTS.items(), reverse=True)}
+    day = dt.date(2026, 11, 27)
+    # daily: not skipped here; flow.ingest itself fails on the missing delivery, and alerts
+    assert orch.skip_unless_delivered(by_frequency["daily"], day) is None
+    with pytest.raises(AirflowSkipException, match="delivers weekly"):
+        orch.skip_unless_delivered(by_frequency["weekly"], day)
+    contract = CONTRACTS[by_frequency["weekly"]]
+    folder = tmp_path / "landing" / contract.department / contract.source_name / day.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "extract.csv").write_text("x\n", encoding="utf-8")
+    assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None
+    assert orch.delivered_days(by_frequency["weekly"], [day, day + dt.timedelta(days=1)]) == [day]

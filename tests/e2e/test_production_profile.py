@@ -1,0 +1,270 @@
+"""The production profile: Airflow's and Superset's metadata in a real PostgreSQL, and no start
+with a default password; then the running stack (api-server, scheduler, dag-processor with
+LocalExecutor, beside one Spark Connect server) runs the city DAG through the REST API, twice for
+the same logical date, with identical results. Runs where .ci/run sets CITYLAKE_TEST_PRODUCTION=1
+(it needs Debian's postgresql and root to run the server as the postgres user)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.production
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+CITYLAKE = REPO / ".venv" / "bin" / "citylake"
+# Yesterday in the city: unpausing the city DAG makes the scheduler create that day's run at
+# once (catchup=False), and the trigger then takes that run instead of adding a second one.
+DAY = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+SAMPLE_SCALE = "0.0005"  # about 1,000 residents: the stack is under test, not Spark
+RUN_TIMEOUT_S = "1800"
+needs_production = pytest.mark.skipif(
+    not os.environ.get("CITYLAKE_TEST_PRODUCTION"),
+    reason="set CITYLAKE_TEST_PRODUCTION=1 (as .ci/run does) to run PostgreSQL",
+)
+
+
+def psql(env: dict, database: str, sql: str) -> str:
+    return subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5433",
+            "-U",
+            env["CITYLAKE_PG_USER"],
+            "-d",
+            database,
+            "-Atc",
+            sql,
+        ],
+        env={**env, "PGPASSWORD": env["CITYLAKE_PG_PASSWORD"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def production(tmp_path):
+    # tmp_path is private to root: scripts/postgres.sh must then keep the cluster where the
+    # postgres user can reach it, as it must for a checkout under /root.
+    root = tmp_path
+    env = {
+        **os.environ,
+        "CITYLAKE_ENV": "production",
+        "CITYLAKE_DATA_ROOT": str(root),
+        "CITYLAKE_PG_USER": "citylake_ci",
+        "CITYLAKE_PG_PASSWORD": secrets.token_urlsafe(18),
+    }
+    subprocess.run([SCRIPTS / "postgres.sh", "start"], env=env, check=True)
+    yield env
+    cluster = subprocess.run(
+        [SCRIPTS / "postgres.sh", "path"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run([SCRIPTS / "postgres.sh", "stop"], env=env, check=False)
+    shutil.rmtree(cluster, ignore_errors=True)
+
+
+@needs_production
+def test_metadata_lives_in_postgresql_and_defaults_are_refused(production):
+    for script in ("airflow.sh", "superset.sh"):
+        refused = subprocess.run(
+            [SCRIPTS / script, "init"],
+            env={**production, "CITYLAKE_PG_PASSWORD": "airflow"},
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0
+        assert "refusing to start" in refused.stdout + refused.stderr
+
+    for script in ("airflow.sh", "superset.sh"):
+        subprocess.run([SCRIPTS / script, "init"], env=production, check=True, capture_output=True)
+    table = "SELECT count(*) FROM information_schema.tables WHERE table_name = '{}'"
+    assert psql(production, "citylake_airflow", table.format("dag")) == "1"
+    assert psql(production, "citylake_superset", table.format("ab_user")) == "1"
+    assert (
+        psql(
+            production, "citylake_superset", "SELECT count(*) FROM ab_user WHERE username = 'admin'"
+        )
+        == "1"
+    )
+    root = Path(production["CITYLAKE_DATA_ROOT"])
+    assert list(root.rglob("*.db")) == []  # no SQLite fallback anywhere
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _conf_on_free_ports(tmp: Path) -> tuple[Path, int, int]:
+    """A copy of conf/ whose Airflow and Spark Connect ports are free: a developer's running stack
+    on this machine is never touched."""
+    conf = tmp / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    airflow_port, connect_port = _free_port(), _free_port()
+    path = conf / "environments" / "production.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["services"] = {
+        **data.get("services", {}),
+        "airflow_port": airflow_port,
+        "spark_connect_port": connect_port,
+    }
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return conf, airflow_port, connect_port
+
+
+def _lake_fingerprint(root: Path) -> dict[str, tuple[int, str]]:
+    """(rows, checksum of every row) of each bronze, silver and gold table, read by DuckDB."""
+    import duckdb
+
+    from pipelines.publish import load_extensions
+
+    fingerprint = {}
+    with duckdb.connect() as con:
+        load_extensions(con, "delta")
+        for layer in ("bronze", "silver", "gold"):
+            for table in sorted((root / "lake" / layer).iterdir()):
+                if not (table / "_delta_log").is_dir():
+                    continue
+                rows, checksum = con.execute(
+                    "SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), '')) "
+                    f"FROM (SELECT CAST(t AS VARCHAR) AS r FROM delta_scan('{table}') t)"
+                ).fetchone()
+                fingerprint[f"{layer}.{table.name}"] = (rows, checksum)
+    return fingerprint
+
+
+@pytest.fixture
+def stack(production, tmp_path):
+    """The production stack on free ports, with one small sample day in its landing zone."""
+    conf, airflow_port, connect_port = _conf_on_free_ports(tmp_path)
+    env = {
+        **production,
+        "CITYLAKE_CONF_DIR": str(conf),
+        "CITYLAKE_SPARK_CONNECT_PORT": str(connect_port),
+        "CITYLAKE_SPARK_CONNECT": f"sc://127.0.0.1:{connect_port}",
+        "CITYLAKE_ALERT_LOG": str(tmp_path / "alerts.log"),
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    subprocess.run(
+        [CITYLAKE, "sample", "--scale", SAMPLE_SCALE, "--seed", "3", "--date", DAY.isoformat()],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    started = []
+    try:
+        for command in (
+            [SCRIPTS / "spark.sh", "connect-start"],
+            [SCRIPTS / "airflow.sh", "init"],
+            [SCRIPTS / "airflow.sh", "start"],
+        ):
+            subprocess.run(command, env=env, check=True, timeout=600)
+            started.append(command)
+        yield env, airflow_port
+    finally:
+        subprocess.run([SCRIPTS / "airflow.sh", "stop"], env=env, check=False, timeout=120)
+        subprocess.run([SCRIPTS / "spark.sh", "connect-stop"], env=env, check=False, timeout=120)
+
+
+def _run_city(env: dict) -> None:
+    done = subprocess.run(
+        [
+            CITYLAKE,
+            "airflow-run",
+            "--dag",
+            "citylake_city",
+            "--date",
+            DAY.isoformat(),
+            "--timeout",
+            RUN_TIMEOUT_S,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        status = subprocess.run([CITYLAKE, "status"], env=env, capture_output=True, text=True)
+        pytest.fail(f"citylake_city did not succeed:\n{done.stdout}{done.stderr}\n{status.stdout}")
+
+
+def _screenshot_grid(env: dict, port: int, dag_id: str) -> Path:
+    """The DAG's grid in Airflow's own UI, in a real browser, saved for the record."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    root = Path(env["CITYLAKE_DATA_ROOT"])
+    password = json.loads((root / "secrets" / "airflow_passwords.json").read_text())["admin"]
+    base = f"http://127.0.0.1:{port}"
+    token = httpx.post(
+        f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=30
+    ).json()["access_token"]
+    keep = os.environ.get("CITYLAKE_BROWSER_DATA_ROOT")
+    folder = (Path(keep) if keep else root) / "artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"airflow_grid_{dag_id}.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
+            # The UI reads the JWT from this cookie, as after a login through its form.
+            context.add_cookies([{"name": "_token", "value": token, "url": base}])
+            page = context.new_page()
+            # Airflow 3.3's DAG page is the grid (its left pane); /dags/<id>/grid is a 404 page.
+            page.goto(f"{base}/dags/{dag_id}", wait_until="networkidle", timeout=120_000)
+            page.get_by_text(dag_id).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            browser.close()
+    return path
+
+
+@needs_production
+def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
+    env, port = stack
+    root = Path(env["CITYLAKE_DATA_ROOT"])
+    _run_city(env)
+    first = _lake_fingerprint(root)
+    from base_libraries.catalog import GOLD_TABLES
+
+    for table in GOLD_TABLES:
+        rows, _ = first[f"gold.{table.name}"]
+        assert rows > 0, f"gold.{table.name} is empty"
+    # the household register delivered ~1,000 residents; the person table holds them all
+    assert first["gold.population__person"][0] >= first["silver.person"][0] > 500
+
+    # The same logical date again: the run is cleared and rerun, and nothing changes.
+    _run_city(env)
+    assert _lake_fingerprint(root) == first
+
+    # `citylake status` reads the same through the REST API
+    status = subprocess.run(
+        [CITYLAKE, "status", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    summary = json.loads(status.stdout)
+    dags = {d["dag_id"]: d for d in summary["dags"]}
+    assert dags["citylake_city"]["last_run"]["state"] == "success"
+    assert dags["citylake_city"]["failed_tasks"] == []
+    from citylake.orchestration import libraries, source_ids
+
+    assert len(dags) == len(source_ids()) + len(libraries()) + 2
+    assert summary["freshness"] is not None
+    assert isinstance(summary["freshness"]["overdue"], list)
+    screenshot = _screenshot_grid(env, port, "citylake_city")
+    assert screenshot.stat().st_size > 10_000
+    print(f"Airflow grid view: {screenshot}")
