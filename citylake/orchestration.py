@@ -722,6 +722,9 @@ class AirflowError(RuntimeError):
 
 
 FINAL_STATES = frozenset({"success", "failed"})
+# How long a waiting client tolerates a scheduler without a heartbeat: scripts/airflow.sh restarts
+# a scheduler that died (a start takes about half a minute with the preloaded imports).
+SCHEDULER_GRACE_S = 180.0
 
 
 def _base_url(env: Environment) -> str:
@@ -799,19 +802,46 @@ def trigger(api: httpx.Client, dag_id: str, logical_date: dt.datetime | None) ->
     return run["dag_run_id"]
 
 
-def wait(api: httpx.Client, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 5.0) -> str:
-    """Poll a run until it is success or failed; raises AirflowError after timeout_s."""
+def scheduler_heartbeat(api: httpx.Client) -> tuple[bool, str | None]:
+    """Whether the API server reports the scheduler healthy, and its latest heartbeat."""
+    response = api.get("/monitor/health")
+    if response.is_error:
+        return False, None
+    scheduler = response.json().get("scheduler") or {}
+    return scheduler.get("status") == "healthy", scheduler.get("latest_scheduler_heartbeat")
+
+
+def wait(
+    api: httpx.Client,
+    dag_id: str,
+    run_id: str,
+    timeout_s: float,
+    poll_s: float = 5.0,
+    scheduler_grace_s: float = SCHEDULER_GRACE_S,
+) -> str:
+    """Poll a run until it is success or failed. Raises AirflowError after timeout_s, or as soon
+    as the scheduler has not heartbeated for scheduler_grace_s: no run moves without it."""
     deadline = time.monotonic() + timeout_s
+    silent_since = None
     while True:
         response = api.get(f"/dags/{dag_id}/dagRuns/{run_id}")
         _raise_for(response, f"get run {dag_id}/{run_id}")
         state = response.json()["state"]
         if state in FINAL_STATES:
             return state
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise AirflowError(
                 f"run {dag_id}/{run_id} still '{state}' after {timeout_s:.0f} s; see the Airflow "
                 f"UI or {ALERTS_LOG} under the data root"
+            )
+        healthy, heartbeat = scheduler_heartbeat(api)
+        silent_since = None if healthy else (silent_since or now)
+        if silent_since is not None and now - silent_since > scheduler_grace_s:
+            raise AirflowError(
+                f"run {dag_id}/{run_id} still '{state}': the scheduler has not been healthy for "
+                f"{now - silent_since:.0f} s (last heartbeat {heartbeat or 'never'}); see "
+                "log/airflow-scheduler.log under the data root and `scripts/airflow.sh status`"
             )
         time.sleep(poll_s)
 

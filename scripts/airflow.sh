@@ -20,6 +20,18 @@ START_TIMEOUT_S="${CITYLAKE_AIRFLOW_START_TIMEOUT:-180}"
 
 die() { echo "airflow.sh: $*" >&2; exit 1; }
 
+# Runs "$@" and restarts it when it exits with an error, at most MAX_RESTARTS times.
+MAX_RESTARTS=5
+SUPERVISE='restarts=0
+while true; do
+    "$@"
+    code=$?
+    if ((code == 0 || restarts >= '"$MAX_RESTARTS"')); then exit "$code"; fi
+    restarts=$((restarts + 1))
+    echo "airflow.sh: $0 exited with code $code at $(date -u +%FT%TZ); restart $restarts of '"$MAX_RESTARTS"' in 5 s" >&2
+    sleep 5
+done'
+
 [[ -x "$PY" ]] || die "$PY not found: create the platform environment first (make bootstrap)"
 
 # One Python call reads conf/: data root, host, port, metadata backend.
@@ -131,7 +143,10 @@ cmd_start() {
         # task logs from the shared log folder instead.
         [[ "$service" == scheduler ]] && args+=(--skip-serve-logs)
         # setsid: its own session and process group, so stop can end it with all its children.
-        setsid "$VENV/bin/airflow" "${args[@]}" >"$LOG_DIR/airflow-$service.log" 2>&1 </dev/null &
+        # A service that dies is restarted (a few times) by its supervising shell, as systemd's
+        # Restart=on-failure would; SIGTERM from stop ends the shell and the service alike.
+        setsid bash -c "$SUPERVISE" "airflow $service" "$VENV/bin/airflow" "${args[@]}" \
+            >"$LOG_DIR/airflow-$service.log" 2>&1 </dev/null &
         echo $! >"$(pid_file "$service")"
         echo "airflow.sh: started $service (pid $!, log $LOG_DIR/airflow-$service.log)"
     done

@@ -200,7 +200,19 @@ def _run_city(env: dict) -> None:
     )
     if done.returncode != 0:
         status = subprocess.run([CITYLAKE, "status"], env=env, capture_output=True, text=True)
-        pytest.fail(f"citylake_city did not succeed:\n{done.stdout}{done.stderr}\n{status.stdout}")
+        services = subprocess.run(
+            [SCRIPTS / "airflow.sh", "status"], env=env, capture_output=True, text=True
+        )
+        logs = Path(env["CITYLAKE_DATA_ROOT"]) / "log"
+        tails = "".join(
+            f"\n--- last lines of {log.name} ---\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            for log in sorted(logs.glob("airflow-*.log"))
+        )
+        pytest.fail(
+            f"citylake_city did not succeed:\n{done.stdout}{done.stderr}\n{status.stdout}\n"
+            f"{services.stdout}{tails}"
+        )
 
 
 def _screenshot_grid(env: dict, port: int, dag_id: str) -> Path:
