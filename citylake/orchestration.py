@@ -725,6 +725,8 @@ FINAL_STATES = frozenset({"success", "failed"})
 # How long a waiting client tolerates a scheduler without a heartbeat: scripts/airflow.sh restarts
 # a scheduler that died (a start takes about half a minute with the preloaded imports).
 SCHEDULER_GRACE_S = 180.0
+# How long trigger waits for the scheduler to create the run that unpausing a DAG makes due.
+SCHEDULED_RUN_WAIT_S = 60.0
 
 
 def _base_url(env: Environment) -> str:
@@ -773,27 +775,30 @@ def _raise_for(response: httpx.Response, what: str) -> None:
 def trigger(api: httpx.Client, dag_id: str, logical_date: dt.datetime | None) -> str:
     """Unpause the DAG and make sure a fresh run for logical_date is on its way; returns its id.
 
-    Unpausing lets the scheduler create the latest scheduled run at once (catchup=False), so the
-    run for that date may exist already (the API answers 409): then that run is the one, and it
-    is cleared to run again if it had already finished.
+    Unpausing lets the scheduler create the latest scheduled run at once (catchup=False). When
+    that run is the one for logical_date, trigger waits for the scheduler to create it; when the
+    run for that date exists already, that run is the one, cleared to run again if it had
+    finished; otherwise a manual run is created.
     """
-    _raise_for(api.patch(f"/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
     if logical_date is not None and logical_date.tzinfo is None:
         # The API wants an aware datetime; a naive one means the city's clock.
         logical_date = logical_date.replace(tzinfo=ZoneInfo(CITY_TIMEZONE))
     when = logical_date.isoformat() if logical_date else None
-    response = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": when})
-    if response.status_code != httpx.codes.CONFLICT or logical_date is None:
-        _raise_for(response, f"trigger {dag_id}")
-        return response.json()["dag_run_id"]
-    existing = api.get(
-        f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": when, "logical_date_lte": when}
-    )
-    _raise_for(existing, f"find the run of {dag_id} at {when}")
-    runs = existing.json()["dag_runs"]
-    if not runs:
-        _raise_for(response, f"trigger {dag_id}")
-    run = runs[0]
+    dag = api.get(f"/dags/{dag_id}")
+    _raise_for(dag, f"get {dag_id}")
+    scheduled_next = logical_date is not None and _scheduler_creates(dag.json(), logical_date)
+    _raise_for(api.patch(f"/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
+    # The scheduler is about to create this very run: wait for it rather than race it with a
+    # manual one (a lost race leaves the scheduler warning about the taken date every loop).
+    run = _find_run(api, dag_id, when, SCHEDULED_RUN_WAIT_S if scheduled_next else 0.0)
+    if run is None:
+        response = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": when})
+        if response.status_code != httpx.codes.CONFLICT or logical_date is None:
+            _raise_for(response, f"trigger {dag_id}")
+            return response.json()["dag_run_id"]
+        run = _find_run(api, dag_id, when, 0.0)
+        if run is None:
+            _raise_for(response, f"trigger {dag_id}")
     if run["state"] in FINAL_STATES:
         cleared = api.post(
             f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/clear", json={"dry_run": False}
@@ -809,6 +814,31 @@ def scheduler_heartbeat(api: httpx.Client) -> tuple[bool, str | None]:
         return False, None
     scheduler = response.json().get("scheduler") or {}
     return scheduler.get("status") == "healthy", scheduler.get("latest_scheduler_heartbeat")
+
+
+def _scheduler_creates(dag: dict, logical_date: dt.datetime) -> bool:
+    """Whether unpausing this (paused) DAG makes the scheduler create the run of logical_date."""
+    next_date, run_after = dag.get("next_dagrun_logical_date"), dag.get("next_dagrun_run_after")
+    if not dag.get("is_paused") or not next_date or not run_after:
+        return False
+    due = dt.datetime.fromisoformat(run_after) <= dt.datetime.now(dt.UTC)
+    return due and dt.datetime.fromisoformat(next_date) == logical_date
+
+
+def _find_run(api: httpx.Client, dag_id: str, when: str | None, wait_s: float) -> dict | None:
+    """The run of dag_id at logical date `when`, waiting up to wait_s for it to appear."""
+    if when is None:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = api.get(
+            f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": when, "logical_date_lte": when}
+        )
+        _raise_for(found, f"find the run of {dag_id} at {when}")
+        runs = found.json()["dag_runs"]
+        if runs or time.monotonic() >= deadline:
+            return runs[0] if runs else None
+        time.sleep(1.0)
 
 
 def wait(
