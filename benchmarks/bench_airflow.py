@@ -17,7 +17,6 @@ Each side runs --repeat times on a fresh copy of the landing zone (medians print
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import socket
@@ -26,9 +25,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import yaml
+
+from citylake.config import city_yesterday
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -79,7 +79,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     # Yesterday in the city: the day the scheduler itself queues when the city DAG is unpaused.
-    day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+    day = city_yesterday()
     work = args.work.resolve()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     base_env.pop("CITYLAKE_SPARK_CONNECT", None)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from citylake.config import settings
+from citylake.config import CITY_TIMEZONE, city_yesterday, settings
 from citylake.errors import CityLakeError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -38,11 +38,10 @@ DateOption = Annotated[
 
 
 def _date(value: dt.datetime | None) -> dt.date:
-    """The given day, else yesterday on the city's clock: the day of the run the scheduler creates
-    for the last complete daily interval, whatever this machine's time zone."""
+    """The given day, else yesterday on the city's clock (citylake.config.city_yesterday)."""
     if value:
         return value.date()
-    return dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+    return city_yesterday()
 
 
 def _progress() -> Progress:
@@ -170,7 +169,7 @@ def airflow_run(
 
     # Midnight in the city, the logical date of the scheduled run for that day: a trigger for a
     # day the scheduler already queued takes that run instead of adding another.
-    logical = dt.datetime.combine(_date(date), dt.time(), tzinfo=ZoneInfo("Asia/Shanghai"))
+    logical = dt.datetime.combine(_date(date), dt.time(), tzinfo=ZoneInfo(CITY_TIMEZONE))
     if every_dag:
         with console.status(f"every DAG for {logical.date()} running in Airflow"):
             states = run_every_dag(logical, timeout)

@@ -6,11 +6,13 @@ names the file and the key, so a typo in a contract never surfaces later as a Sp
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import re
 from pathlib import Path
 from typing import Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +22,9 @@ from citylake.errors import CityLakeError
 M = TypeVar("M", bound=BaseModel)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The city's clock: China keeps one time zone (China Standard Time, UTC+8) all year. Schedules,
+# logical dates, Spark's session time zone and "yesterday" all read it here.
+CITY_TIMEZONE = "Asia/Shanghai"
 CONF_DIR = Path(os.environ.get("CITYLAKE_CONF_DIR", REPO_ROOT / "conf"))
 
 # Passwords that anyone could guess; the production profile refuses them.
@@ -326,3 +331,9 @@ def load_environment(name: str | None = None, conf_dir: Path = CONF_DIR) -> Envi
 def settings() -> tuple[Environment, City, dict[str, SourceContract]]:
     """Environment, city and contracts, loaded once per process."""
     return load_environment(), load_city(), load_contracts()
+
+
+def city_yesterday() -> dt.date:
+    """Yesterday on the city's clock: the day of the run the scheduler creates for the last
+    complete daily interval, whatever this machine's time zone."""
+    return dt.datetime.now(ZoneInfo(CITY_TIMEZONE)).date() - dt.timedelta(days=1)

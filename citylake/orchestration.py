@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from base_libraries import catalog
-from citylake.config import Environment, load_contracts, load_environment
+from citylake.config import CITY_TIMEZONE, Environment, load_contracts, load_environment
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ SPARK_POOL = "spark"
 SPARK_POOL_SLOTS = 2
 # The city's clock: a day's deliveries belong to the calendar day in China (Spark's session time
 # zone is the same), so a run's partition date is its logical date seen from here.
-CITY_TIMEZONE = "Asia/Shanghai"
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(CITY_TIMEZONE))
 ADMIN_USER = "admin"
 # Written by `scripts/airflow.sh init`; the simple auth manager reads {"user": "password"} from it.

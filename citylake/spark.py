@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from citylake.config import REPO_ROOT, Environment, load_environment
+from citylake.config import CITY_TIMEZONE, REPO_ROOT, Environment, load_environment
 
 JARS_DIR = Path(os.environ.get("CITYLAKE_JARS_DIR", REPO_ROOT / ".cache" / "jars"))
 DELTA_CONF = {
@@ -43,7 +43,7 @@ def session_conf(env: Environment) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # Delta's snapshot state defaults to 50 partitions: far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": "2",
-        "spark.sql.session.timeZone": "Asia/Shanghai",
+        "spark.sql.session.timeZone": CITY_TIMEZONE,
         "spark.sql.ansi.enabled": "false",
         # Spark 4's CSV reader takes only UTF and ISO charsets unless Java's are allowed; the
         # departments send GBK and GB18030.

@@ -18,7 +18,7 @@ import pytest
 
 from base_libraries import catalog
 from citylake import orchestration as orch
-from citylake.config import load_contracts
+from citylake.config import CITY_TIMEZONE, load_contracts
 from citylake.errors import CityLakeError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,9 +145,7 @@ def test_an_ingest_dag_per_source_on_its_frequency(dagbag):
         dag = dagbag.dags[f"citylake_ingest_{source_id}"]
         assert contract.library in dag.tags
         assert dag.timetable.expression == cron[contract.frequency]
-        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == (
-            "Asia/Shanghai"
-        )
+        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == CITY_TIMEZONE
         ingest, standardize = f"ingest_{source_id}", f"standardize_{source_id}"
         assert set(dag.task_ids) == {ingest, standardize}
         assert dag.get_task(ingest).downstream_task_ids == {standardize}

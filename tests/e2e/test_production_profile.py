@@ -6,7 +6,6 @@ the same logical date, with identical results. Runs where .ci/run sets CITYLAKE_
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import secrets
@@ -14,10 +13,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+
+from citylake.config import city_yesterday
 
 pytestmark = pytest.mark.production
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ SCRIPTS = REPO / "scripts"
 CITYLAKE = REPO / ".venv" / "bin" / "citylake"
 # Yesterday in the city: unpausing the city DAG makes the scheduler create that day's run at
 # once (catchup=False), and the trigger then takes that run instead of adding a second one.
-DAY = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+DAY = city_yesterday()
 SAMPLE_SCALE = "0.0005"  # about 1,000 residents: the stack is under test, not Spark
 RUN_TIMEOUT_S = "1800"
 needs_production = pytest.mark.skipif(
