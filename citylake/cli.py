@@ -7,14 +7,13 @@ import json
 import os
 import sys
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from citylake.config import CITY_TIMEZONE, city_yesterday, settings
+from citylake.config import city_yesterday, settings
 from citylake.errors import CityLakeError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -167,9 +166,9 @@ def airflow_run(
     """Trigger a DAG run through Airflow's REST API and wait for it to finish."""
     from citylake.orchestration import run_every_dag, trigger_and_wait
 
-    # Midnight in the city, the logical date of the scheduled run for that day: a trigger for a
-    # day the scheduler already queued takes that run instead of adding another.
-    logical = dt.datetime.combine(_date(date), dt.time(), tzinfo=ZoneInfo(CITY_TIMEZONE))
+    # Midnight of that day; trigger reads a naive time on the city's clock, the logical date of
+    # the scheduled run for that day, so it takes that run instead of adding another.
+    logical = dt.datetime.combine(_date(date), dt.time())
     if every_dag:
         with console.status(f"every DAG for {logical.date()} running in Airflow"):
             states = run_every_dag(logical, timeout)

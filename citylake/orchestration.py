@@ -50,8 +50,8 @@ OWNER = "citylake-data-eng"
 SPARK_POOL = "spark"
 # One Spark Connect server on 2 cores: two jobs at once keep both busy, a third only queues in it.
 SPARK_POOL_SLOTS = 2
-# The city's clock: a day's deliveries belong to the calendar day in China (Spark's session time
-# zone is the same), so a run's partition date is its logical date seen from here.
+# On the city's clock (citylake.config.CITY_TIMEZONE): a day's deliveries belong to the calendar
+# day in China, so a run's partition date is its logical date seen from there.
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(CITY_TIMEZONE))
 ADMIN_USER = "admin"
 # Written by `scripts/airflow.sh init`; the simple auth manager reads {"user": "password"} from it.
@@ -806,15 +806,6 @@ def trigger(api: httpx.Client, dag_id: str, logical_date: dt.datetime | None) ->
     return run["dag_run_id"]
 
 
-def scheduler_heartbeat(api: httpx.Client) -> tuple[bool, str | None]:
-    """Whether the API server reports the scheduler healthy, and its latest heartbeat."""
-    response = api.get("/monitor/health")
-    if response.is_error:
-        return False, None
-    scheduler = response.json().get("scheduler") or {}
-    return scheduler.get("status") == "healthy", scheduler.get("latest_scheduler_heartbeat")
-
-
 def _scheduler_creates(dag: dict, logical_date: dt.datetime) -> bool:
     """Whether unpausing this (paused) DAG makes the scheduler create the run of logical_date."""
     next_date, run_after = dag.get("next_dagrun_logical_date"), dag.get("next_dagrun_run_after")
@@ -864,7 +855,8 @@ def wait(
                 f"run {dag_id}/{run_id} still '{state}' after {timeout_s:.0f} s; see the Airflow "
                 f"UI or {ALERTS_LOG} under the data root"
             )
-        healthy, heartbeat = scheduler_heartbeat(api)
+        healthy, body = health(str(api.base_url.join("monitor/health")), needed=("scheduler",))
+        heartbeat = (body.get("scheduler") or {}).get("latest_scheduler_heartbeat")
         silent_since = None if healthy else (silent_since or now)
         if silent_since is not None and now - silent_since > scheduler_grace_s:
             raise AirflowError(
@@ -1041,13 +1033,15 @@ def city_status(log_lines: int = 15) -> dict:
         return {"dags": summary, "freshness": _overdue_from_xcom(api)}
 
 
-def health(url: str) -> tuple[bool, dict]:
-    """Whether the metadata database, scheduler and dag-processor report healthy at url."""
+def health(
+    url: str, needed: Iterable[str] = ("metadatabase", "scheduler", "dag_processor")
+) -> tuple[bool, dict]:
+    """Whether the components `needed` (by default the metadata database, scheduler and
+    dag-processor) report healthy at url, and the body the API server answered."""
     try:
         body = httpx.get(url, timeout=5.0).json()
     except (httpx.HTTPError, ValueError):
         return False, {}
-    needed = ("metadatabase", "scheduler", "dag_processor")
     return all((body.get(c) or {}).get("status") == "healthy" for c in needed), body
 
 
