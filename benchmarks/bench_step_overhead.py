@@ -54,10 +54,8 @@ def main() -> None:
     marker = env.root / f".sample-{args.scale}"
     if not marker.exists():
         generate(env, city, contracts, scale=args.scale, seed=20261128, delivery_date=DAY)
-        for source_id in sorted(contracts):
-            flow.ingest(source_id, DAY)
-            flow.standardize(source_id, DAY)
-        flow.build("population__person", DAY)
+        # What `citylake run --table population__person` does: its sources, the table, its gate.
+        flow.run_city(DAY, tables=["population__person"])
         marker.touch()
     spark = get_spark(env)
     lake = Lake(spark, env)
