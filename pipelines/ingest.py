@@ -6,7 +6,8 @@ GeoJSON. Before bronze is written:
 * the file is hashed (sha256, the key of ops.ingest_manifest: the same content twice is a no-op, a
   corrected re-delivery is a new batch) and, for text formats, strictly decoded with the contract's
   encoding, so a wrong encoding fails loudly naming the file, line and byte;
-* its header (CSV, XLSX) or property keys (GeoJSON) are matched to the contract's headers by name:
+* its header (CSV, XLSX) or keys (JSON lines: of every object; GeoJSON: of every feature's
+  properties) are matched to the contract's headers by name:
   a missing required column fails the file naming it; a missing optional column arrives as null;
   a column the contract does not know is kept in bronze (`_extra_columns`, header → text) and
   reported in the ingest summary. Nothing delivered is dropped;
@@ -15,10 +16,11 @@ GeoJSON. Before bronze is written:
 
 Bronze keeps every delivered value as text, plus _extra_columns, _malformed_line (the raw record
 when its shape is wrong: wrong field count, a truncated last line, an XLSX row wider than its
-header, a GeoJSON member that is not a Feature; quarantined later, never dropped), _source_file,
-_batch_id, _ingested_at, _delivery_date and _row_number: the 1-based data record in a CSV or JSON
-lines file, the sheet's own row number in an XLSX file (the header is row 1), the feature's
-1-based position in a GeoJSON FeatureCollection.
+header, a JSON line that is no object, a GeoJSON member that is not a Feature; quarantined
+later, never dropped), _source_file, _batch_id, _ingested_at, _delivery_date and _row_number: the
+1-based data record in a CSV or JSON lines file (blank lines are none), the sheet's own row number
+in an XLSX file (the header is row 1), the feature's 1-based position in a GeoJSON
+FeatureCollection.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import mmap
 import shutil
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,7 +43,7 @@ import pyarrow.parquet as pq
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -294,20 +296,42 @@ def read_csv(
 
 
 def read_jsonl(spark: SparkSession, path: Path, contract: SourceContract) -> DataFrame:
-    """JSON lines: keys are the contract's headers; every value as its JSON text."""
-    header_schema = ", ".join(f"`{c.header}` string" for c in contract.columns)
-    frame = (
-        spark.read.option("encoding", SPARK_CHARSETS.get(contract.encoding, contract.encoding))
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", "_malformed_line")
-        .schema(f"{header_schema}, _malformed_line string")
-        .json(str(path))
+    """JSON lines, one object per non-blank line, decoded with the contract's encoding: the
+    contract's keys as its columns (every value as its JSON text), the line itself as _line (its
+    keys are matched against the contract once counted, see jsonl_layout), and the line again as
+    _malformed_line when it is no JSON object."""
+    charset = SPARK_CHARSETS.get(contract.encoding, contract.encoding)
+    line = F.ltrim(F.decode(F.col("value").cast("binary"), charset), F.lit("\ufeff"))
+    lines = spark.read.text(str(path)).select(line.alias("_line")).where(F.col("_line") != "")
+    schema = T.StructType([T.StructField(c.header, T.StringType()) for c in contract.columns])
+    parsed = F.from_json("_line", schema)
+    return lines.select(
+        *[parsed[c.header].alias(c.name) for c in contract.columns],
+        F.when(F.json_object_keys("_line").isNull(), F.col("_line")).alias("_malformed_line"),
+        "_line",
     )
-    return frame.select(
-        *[F.col(f"`{c.header}`").alias(c.name) for c in contract.columns],
-        F.lit(None).cast(_EXTRA_TYPE).alias(EXTRA_COLUMNS),
-        "_malformed_line",
-    )
+
+
+def jsonl_layout(path: Path, contract: SourceContract, splits: list) -> Layout:
+    """The keys the file's objects use, matched to the contract as a CSV header is; the values of
+    the keys it does not know go to _extra_columns (see with_json_extras)."""
+    found = sorted({k for split in splits for keys in split["keys"] for k in keys})
+    if not found:  # no line is a JSON object: every one is quarantined as malformed
+        headers = tuple(c.header for c in contract.columns)
+        return Layout(headers=(), positions={}, absent=headers)
+    return layout_of(path, contract, found, "keys of its JSON objects")
+
+
+def with_json_extras(frame: DataFrame, layout: Layout) -> DataFrame:
+    extras = F.lit(None).cast(_EXTRA_TYPE)
+    if layout.extra:
+        values = F.from_json(
+            "_line", T.StructType([T.StructField(k, T.StringType()) for k in layout.extra])
+        )
+        pairs = [x for k in layout.extra for x in (F.lit(k), values[k])]
+        extras = F.map_filter(F.create_map(*pairs), lambda _, v: v.isNotNull())
+        extras = F.when(F.size(extras) > 0, extras)
+    return frame.withColumn(EXTRA_COLUMNS, extras).drop("_line")
 
 
 def _by_position(frame: DataFrame, contract: SourceContract, layout: Layout) -> DataFrame:
@@ -330,19 +354,24 @@ def _by_position(frame: DataFrame, contract: SourceContract, layout: Layout) -> 
     return frame.select(*columns, extras.alias(EXTRA_COLUMNS), *rest)
 
 
-def with_row_numbers(spark: SparkSession, frame: DataFrame) -> DataFrame:
-    """Adds _row_number, the 1-based record number in the file.
+def with_row_numbers(frame: DataFrame, **per_split: Column) -> tuple[DataFrame, list[Row]]:
+    """Adds _row_number, the 1-based record number in the file; returns the first pass's rows.
 
     Spark reads a file in byte-range splits, in order within each split. A cheap first pass
     counts the records of each split; the second numbers each record by its split's offset plus its
     position inside the split. No window over the whole file (that would run on one core).
+    `per_split` aggregates ride along the first pass (its rows carry them by name).
     """
     tagged = frame.withColumn("_split", F.input_file_block_start()).withColumn(
         "_position", F.monotonically_increasing_id()
     )
     splits = (
         tagged.groupBy("_split")
-        .agg(F.count(F.lit(1)).alias("n"), F.min("_position").alias("first"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min("_position").alias("first"),
+            *[aggregate.alias(name) for name, aggregate in per_split.items()],
+        )
         .orderBy("_split")
         .collect()
     )
@@ -357,8 +386,8 @@ def with_row_numbers(spark: SparkSession, frame: DataFrame) -> DataFrame:
         )
         offset += split["n"]
     if number is None:
-        return frame.withColumn("_row_number", F.lit(None).cast("long"))
-    return tagged.withColumn("_row_number", number).drop("_split", "_position")
+        return frame.withColumn("_row_number", F.lit(None).cast("long")), splits
+    return tagged.withColumn("_row_number", number).drop("_split", "_position"), splits
 
 
 def _read_text_delivery(
@@ -371,15 +400,18 @@ def _read_text_delivery(
         inspected = pool.submit(inspect_delivery, path, contract, landing_root)
         try:
             if layout is not None:
-                frame = read_csv(spark, path, contract, layout)
+                numbered, _ = with_row_numbers(read_csv(spark, path, contract, layout))
             else:
                 frame = read_jsonl(spark, path, contract)
-            numbered = with_row_numbers(spark, frame)
+                # the key sets the file's objects use, found in the same pass
+                keys = F.collect_set(F.array_sort(F.json_object_keys("_line")))
+                numbered, splits = with_row_numbers(frame, keys=keys)
         finally:
             delivery = inspected.result()  # a bad delivery's own message comes first
-    if layout is not None:
-        numbered = _by_position(numbered, contract, layout)
-    return delivery, numbered
+    if layout is None:
+        layout = jsonl_layout(path, contract, splits)
+        return replace(delivery, layout=layout), with_json_extras(numbered, layout)
+    return delivery, _by_position(numbered, contract, layout)
 
 
 # ----------------------------------------------------------------------------- XLSX

@@ -248,6 +248,65 @@ def test_geojson_that_is_no_feature_collection_fails_naming_the_file(
         flow.ingest(PARCELS, DAY)
 
 
+HOTLINE = "rexian__hotline_tickets"
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, encoding):
+    """A key the contract does not know is kept in _extra_columns and reported, as a CSV column
+    is; a line that is no JSON object is kept whole for quarantine; blank lines are no records."""
+    from citylake.config import settings
+    from pipelines.ingest import ingest_source
+    from pipelines.lake import Lake
+
+    env, _, contracts = settings()
+    contract = contracts[HOTLINE].model_copy(update={"encoding": encoding})
+    ticket = {"来电时间": "2026-11-26 08:00:00", "诉求分类": "咨询", "工单状态": "已办结"}
+    lines = [
+        json.dumps(
+            {"工单编号": "T1", **ticket, "坐席": "A-7", "附件": {"张数": 2}}, ensure_ascii=False
+        ),
+        "",
+        json.dumps(
+            {"工单编号": "T2", **ticket, "来电人姓名": None, "坐席": None}, ensure_ascii=False
+        ),
+        "[1, 2]",
+        '{"工单编号": "T3", "来电时间": "2026-11-26 09:',  # cut off: the last line
+    ]
+    text = "\n".join(lines)
+    path = landing(env, contract, "tickets.jsonl")
+    path.write_bytes(text.encode(encoding))
+    (summary,) = ingest_source(Lake(spark, env), contract, DAY)
+    assert summary["rows_delivered"] == summary["rows_bronze"] == "4"
+    assert summary["extra_columns"] == ["坐席", "附件"]
+    assert "办结时间" in summary["absent_columns"] and "工单编号" not in summary["absent_columns"]
+    rows = bronze_rows(spark, env, HOTLINE)
+    assert sorted(rows) == [1, 2, 3, 4]  # the blank line is no record
+    first, second, array, cut = rows[1], rows[2], rows[3], rows[4]
+    assert first["ticket_number"] == "T1" and first["category"] == "咨询"
+    assert first["_extra_columns"]["坐席"] == "A-7"
+    assert json.loads(first["_extra_columns"]["附件"]) == {"张数": 2}
+    assert first["_malformed_line"] is None
+    assert second["ticket_number"] == "T2" and second["caller_name"] is None
+    assert second["_extra_columns"] is None  # a null value is no extra value
+    assert array["_malformed_line"] == "[1, 2]" and array["ticket_number"] is None
+    assert cut["_malformed_line"] == lines[-1]
+
+
+@pytest.mark.spark
+def test_json_lines_without_a_required_key_fail_naming_the_file(spark, data_root):
+    from citylake.config import settings
+    from pipelines import flow
+
+    env, _, contracts = settings()
+    ticket = {"来电时间": "2026-11-26 08:00:00", "诉求分类": "咨询", "工单状态": "已办结"}
+    path = landing(env, contracts[HOTLINE], "tickets.jsonl")
+    path.write_text(json.dumps({"工单号": "T1", **ticket}, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DeliveryError, match=r"tickets\.jsonl: keys .*missing required .*工单编号"):
+        flow.ingest(HOTLINE, DAY)
+
+
 # ----------------------------------------------------------------------------- silver typing
 
 
