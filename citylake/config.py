@@ -103,7 +103,16 @@ class Column(_Strict):
     pii: PiiKind | None = None
     # A date that may lie after the delivery (an expiry, 有效期至); others in the future are errors.
     future_allowed: bool = False
+    # Decimal places a decimal column keeps in silver (DECIMAL(18, scale), rounded half-up):
+    # 4 for amounts and areas; 7 for degrees of longitude and latitude (about 1 cm).
+    scale: int = Field(default=4, ge=0, le=10)
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _scale_is_for_decimals(self) -> Column:
+        if "scale" in self.model_fields_set and self.type != "decimal":
+            raise ValueError(f"{self.name}: scale applies to decimal columns, not {self.type}")
+        return self
 
 
 class SourceContract(_Strict):

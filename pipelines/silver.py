@@ -90,7 +90,8 @@ def standardize(
         elif column.type in PARSERS:
             raw = S.clean_text(F.col(f"_original.{name}"))
             parse, rule = PARSERS[column.type]
-            frame = frame.withColumn(name, parse(F.col(name)))
+            options = {"scale": column.scale} if column.type == "decimal" else {}
+            frame = frame.withColumn(name, parse(F.col(name), **options))
             reasons.append(_reason(raw.isNotNull() & F.col(name).isNull(), f"{name}.{rule}"))
         elif column.type == "geometry":
             frame = frame.withColumn(name, S.clean_geometry(F.col(name)))

@@ -85,7 +85,6 @@ def parse_clean_date(text: Column) -> Column:
     )
 
 
-DECIMAL_TYPE = "decimal(18,4)"
 # 1,234,567.89: thousands separators as Excel and accounting systems print them.
 _GROUPED_NUMBER = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
 _PLAIN_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -97,10 +96,11 @@ def _number_text(column: Column) -> Column:
     return F.when(text.rlike(_PLAIN_NUMBER), text)
 
 
-def parse_decimal(column: Column) -> Column:
+def parse_decimal(column: Column, scale: int = 4) -> Column:
     """A number as departments write it (12.5, -3, 1,234.50, 1e3, full-width digits) as
-    DECIMAL(18,4), rounded half-up to 4 places; null when it is not a number or does not fit."""
-    return _number_text(column).try_cast(DECIMAL_TYPE)
+    DECIMAL(18, scale), rounded half-up to `scale` places (the contract column's); null when it is
+    not a number or does not fit."""
+    return _number_text(column).try_cast(f"decimal(18,{scale})")
 
 
 def parse_integer(column: Column) -> Column:

@@ -77,6 +77,17 @@ def test_business_key_must_be_a_column(conf):
         load_contracts(conf)
 
 
+def test_scale_is_only_for_decimal_columns(conf):
+    path = conf / "sources" / "zhujian__buildings.yaml"
+    text = path.read_text(encoding="utf-8").replace(
+        "header: 竣工日期, type: date", "header: 竣工日期, type: date, scale: 2"
+    )
+    assert "scale: 2" in text
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"zhujian__buildings\.yaml.*completion_date: scale"):
+        load_contracts(conf)
+
+
 def test_source_id_must_match_file_name(conf):
     source = conf / "sources" / "gongan__household_register.yaml"
     source.rename(conf / "sources" / "gongan__register.yaml")

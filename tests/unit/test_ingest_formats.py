@@ -336,6 +336,9 @@ def test_decimals_and_integers(spark):
         None,
         None,
     ]
+    # a contract's `scale: 7` (degrees of longitude and latitude) keeps ~1 cm, not ~11 m
+    coordinates = typed(spark, lambda c: S.parse_decimal(c, 7), ["111.958589", "24.33739855"])
+    assert coordinates == [Decimal("111.9585890"), Decimal("24.3373986")]
     assert typed(spark, S.parse_integer, ["12", "12.0", "1,200", "12.5", "x", "9" * 25]) == [
         12,
         12,

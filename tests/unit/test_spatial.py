@@ -293,7 +293,7 @@ BUILDING_SCHEMA = (
     "building_id string, parcel_id string, building_name string, address string, "
     "division_code string, structure string, floors_above_ground long, "
     "floors_below_ground long, floor_area_m2 decimal(18,4), building_use string, "
-    "completion_date date, longitude decimal(18,4), latitude decimal(18,4), "
+    "completion_date date, longitude decimal(18,7), latitude decimal(18,7), "
     "_source_file string, _batch_id string, _ingested_at timestamp, _delivery_date date, "
     "_row_number long"
 )
