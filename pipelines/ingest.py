@@ -313,8 +313,8 @@ def read_jsonl(spark: SparkSession, path: Path, contract: SourceContract) -> Dat
 
 
 def jsonl_layout(path: Path, contract: SourceContract, splits: list) -> Layout:
-    """The keys the file's objects use, matched to the contract as a CSV header is; the values of
-    the keys it does not know go to _extra_columns (see with_json_extras)."""
+    """The keys the file's objects use (the `keys` per split of with_row_numbers), matched to the
+    contract as a CSV header is."""
     found = sorted({k for split in splits for keys in split["keys"] for k in keys})
     if not found:  # no line is a JSON object: every one is quarantined as malformed
         headers = tuple(c.header for c in contract.columns)
@@ -323,6 +323,7 @@ def jsonl_layout(path: Path, contract: SourceContract, splits: list) -> Layout:
 
 
 def with_json_extras(frame: DataFrame, layout: Layout) -> DataFrame:
+    """_extra_columns of each line: its non-null values of the keys the contract does not know."""
     extras = F.lit(None).cast(_EXTRA_TYPE)
     if layout.extra:
         values = F.from_json(
