@@ -249,6 +249,8 @@ def test_geojson_that_is_no_feature_collection_fails_naming_the_file(
 
 
 HOTLINE = "rexian__hotline_tickets"
+# What every ticket of these tests says besides its number.
+TICKET = {"来电时间": "2026-11-26 08:00:00", "诉求分类": "咨询", "工单状态": "已办结"}
 
 
 @pytest.mark.spark
@@ -262,14 +264,13 @@ def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, enco
 
     env, _, contracts = settings()
     contract = contracts[HOTLINE].model_copy(update={"encoding": encoding})
-    ticket = {"来电时间": "2026-11-26 08:00:00", "诉求分类": "咨询", "工单状态": "已办结"}
     lines = [
         json.dumps(
-            {"工单编号": "T1", **ticket, "坐席": "A-7", "附件": {"张数": 2}}, ensure_ascii=False
+            {"工单编号": "T1", **TICKET, "坐席": "A-7", "附件": {"张数": 2}}, ensure_ascii=False
         ),
         "",
         json.dumps(
-            {"工单编号": "T2", **ticket, "来电人姓名": None, "坐席": None}, ensure_ascii=False
+            {"工单编号": "T2", **TICKET, "来电人姓名": None, "坐席": None}, ensure_ascii=False
         ),
         "[1, 2]",
         '{"工单编号": "T3", "来电时间": "2026-11-26 09:',  # cut off: the last line
@@ -300,9 +301,8 @@ def test_json_lines_without_a_required_key_fail_naming_the_file(spark, data_root
     from pipelines import flow
 
     env, _, contracts = settings()
-    ticket = {"来电时间": "2026-11-26 08:00:00", "诉求分类": "咨询", "工单状态": "已办结"}
     path = landing(env, contracts[HOTLINE], "tickets.jsonl")
-    path.write_text(json.dumps({"工单号": "T1", **ticket}, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps({"工单号": "T1", **TICKET}, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(DeliveryError, match=r"tickets\.jsonl: keys .*missing required .*工单编号"):
         flow.ingest(HOTLINE, DAY)
 
