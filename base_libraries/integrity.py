@@ -10,9 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-
 
 @dataclass(frozen=True)
 class Link:
@@ -65,41 +62,33 @@ LINKS = (
     ),
 )
 
-SCHEMA = (
-    "as_of date, measured_at timestamp, check string, title string, table_name string, "
-    "table_version long, resolved long, total long, share double"
-)
 
+def measure(lake, versions: dict[str, int], as_of: dt.date) -> list[dict]:
+    """One row per link of ops.integrity, measured with DuckDB on the given gold versions; links
+    whose table does not exist yet are skipped."""
+    from pipelines import ops
 
-def measure(read_gold, versions: dict[str, int], as_of: dt.date) -> list[tuple]:
-    """One row per link: (as_of, measured_at, check, title, table, version, resolved, total, share).
-
-    read_gold(name) returns the gold frame; links whose table does not exist yet are skipped.
-    """
-    measured_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    measured_at = ops.now()
     rows = []
     for link in LINKS:
         if link.table not in versions:
             continue
-        frame: DataFrame = read_gold(link.table)
-        if link.applies:
-            frame = frame.where(link.applies)
-        resolved, total = frame.agg(
-            F.sum(F.expr(link.flag).cast("long")), F.count(F.lit(1))
-        ).first()
-        resolved = int(resolved or 0)
-        share = round(resolved / total, 6) if total else None
+        relation = lake.scan("gold", link.table, versions[link.table])
+        where = f"WHERE {link.applies}" if link.applies else ""
+        ((resolved, total),) = lake.query(
+            f"SELECT coalesce(sum(CAST(({link.flag}) AS BIGINT)), 0), count(*) FROM {relation} {where}"
+        )
         rows.append(
-            (
-                as_of,
-                measured_at,
-                link.check,
-                link.title,
-                link.table,
-                versions[link.table],
-                resolved,
-                int(total),
-                share,
-            )
+            {
+                "as_of": as_of,
+                "measured_at": measured_at,
+                "check": link.check,
+                "title": link.title,
+                "table_name": link.table,
+                "table_version": versions[link.table],
+                "resolved": int(resolved),
+                "total": int(total),
+                "share": round(resolved / total, 6) if total else None,
+            }
         )
     return rows

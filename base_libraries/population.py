@@ -35,9 +35,13 @@ def _age(birth: F.Column, inputs: BuildInputs) -> F.Column:
 
 
 def _latest(frame: DataFrame, key: str, order: str) -> DataFrame:
-    """One row per key: the one with the latest `order` (then the latest delivered row)."""
+    """One row per key: the one with the latest `order`, then the latest delivered (delivery
+    date, batch, row): never the time of ingestion, so a replay or a backfill picks the same."""
     window = Window.partitionBy(key).orderBy(
-        F.col(order).desc_nulls_last(), F.col("_ingested_at").desc(), F.col("_row_number").desc()
+        F.col(order).desc_nulls_last(),
+        F.col("_delivery_date").desc(),
+        F.col("_batch_id").desc(),
+        F.col("_row_number").desc(),
     )
     return frame.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
 
@@ -78,10 +82,11 @@ def build_person(inputs: BuildInputs) -> DataFrame:
             F.col("issued_date").alias("registered_date"),
             F.lit("出生登记").alias("record_source"),
             *LINEAGE,
+            "_delivery_date",
             "_row_number",
         )
     )
-    births = _latest(births, "id_number", "registered_date").drop("_row_number")
+    births = _latest(births, "id_number", "registered_date").drop("_delivery_date", "_row_number")
     people = register.unionByName(
         births.join(register.select("id_number"), "id_number", "left_anti")
     )
@@ -98,7 +103,8 @@ def build_person(inputs: BuildInputs) -> DataFrame:
             F.col(other).alias("spouse_id_number"),
             "registration_type",
             "registration_date",
-            "_ingested_at",
+            "_delivery_date",
+            "_batch_id",
             "_row_number",
         )
         spouses = side if spouses is None else spouses.unionByName(side)

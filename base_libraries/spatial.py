@@ -27,7 +27,6 @@ it runs unchanged on Spark Connect and on a cluster:
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import importlib.metadata
@@ -164,8 +163,8 @@ def build_division(inputs: BuildInputs) -> DataFrame:
     )
     # The boundaries come from a package, not a delivery: they count as taken in on the run's
     # logical date, so a rerun of the same date writes the same rows.
-    taken_in = dt.datetime.combine(inputs.as_of, dt.time())
-    frame = frame.withColumn("_ingested_at", F.lit(taken_in).cast("timestamp"))
+    taken_in = F.to_timestamp(F.lit(f"{inputs.as_of.isoformat()} 00:00:00"))  # the city's clock
+    frame = frame.withColumn("_ingested_at", taken_in)
     return frame.select(*gold_table(DIVISION).column_names)
 
 

@@ -121,7 +121,7 @@ def main() -> None:
         print(f"sample city at scale {args.scale}: {time.perf_counter() - started:.1f} s")
     spark = get_spark(env)
     spark.range(1).count()
-    lake = Lake(spark, env)
+    lake = Lake(env, spark)
 
     # 1. The full build, landing → gold.
     with PeakMemory() as memory:

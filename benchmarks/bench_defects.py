@@ -77,7 +77,7 @@ def main() -> None:
             flow.ingest(source_id, DAY)
             flow.standardize(source_id, DAY)
         marker.touch()
-    lake = Lake(get_spark(env), env)
+    lake = Lake(env, get_spark(env))
     truth: dict[str, list[dict]] = defaultdict(list)
     with (env.sample_dir / "ground_truth.csv").open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):

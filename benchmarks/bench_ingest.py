@@ -103,7 +103,7 @@ def main() -> None:
         f"{statistics.median(starts):.2f} s  runs {[round(s, 2) for s in starts]}"
     )
     spark = get_spark(env)
-    lake = Lake(spark, env)
+    lake = Lake(env, spark)
     for fmt, source in zip(formats, sources, strict=True):
         contract = contracts[source]
         (path,) = sorted(delivery_dir(env, contract, DAY).glob("*"))
@@ -114,7 +114,7 @@ def main() -> None:
             bare_copy(spark, contract, path, target)
             bare_seconds = time.perf_counter() - t
 
-            shutil.rmtree(env.lake, ignore_errors=True)
+            shutil.rmtree(env.lake_root, ignore_errors=True)
             t = time.perf_counter()
             (result,) = ingest_source(lake, contract, DAY)
             ingest_seconds = time.perf_counter() - t

@@ -55,7 +55,7 @@ def main() -> None:
         print(
             f"sample {args.scale} ingested and standardized in {time.perf_counter() - started:.0f} s"
         )
-    lake = Lake(get_spark(env), env)
+    lake = Lake(env, get_spark(env))
 
     rows = []
     for table in catalog.build_order():

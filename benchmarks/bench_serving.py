@@ -116,7 +116,7 @@ def synthetic_lake(scale: float, root: Path) -> tuple[int, float]:
     settings.cache_clear()
     env, _, _ = settings()
     spark = get_spark(env)
-    lake = Lake(spark, env)
+    lake = Lake(env, spark)
     for key in small.rows:
         layer, name = key.split("/")
         frame = spark.read.parquet(str(root / "parquet" / layer / f"{name}.parquet"))
@@ -149,7 +149,7 @@ def main() -> None:
             ]
             if missing:
                 raise SystemExit(f"--lake: gold tables not built yet: {missing}")
-            print(f"gold from the lake at {env.lake}")
+            print(f"gold from the lake at {env.lake_root}")
         else:
             residents, seconds = synthetic_lake(args.scale, scratch)
             print(

@@ -58,7 +58,7 @@ def main() -> None:
         flow.run_city(DAY, tables=["population__person"])
         marker.touch()
     spark = get_spark(env)
-    lake = Lake(spark, env)
+    lake = Lake(env, spark)
     scratch = spark.createDataFrame([(n, f"row {n}") for n in range(20)], "n int, text string")
 
     def gate(layer: str, table: str):

@@ -212,12 +212,27 @@ class Metadata(_Strict):
     superset_database: str = "citylake_superset"
 
 
+class QualitySettings(_Strict):
+    # Tables of up to this many rows in a validation's scope are validated by Great Expectations
+    # on pandas (a suite in milliseconds), larger ones on Spark (scales past one machine's memory).
+    pandas_max_rows: int = Field(default=3_000_000, ge=0)
+
+
+class LakeSettings(_Strict):
+    # How long Delta keeps the log and the files of earlier versions: time travel (`citylake trace
+    # --as-of`, `citylake history`, gold rebuilt "as of" a past day) reaches this far back. The
+    # default, 400 days, keeps last year's same day within reach for a year-on-year comparison.
+    retention_days: int = Field(default=400, ge=7)
+
+
 class Environment(_Strict):
     name: Literal["local", "production"]
     data_root: Path
     spark: SparkSettings = SparkSettings()
     services: Services = Services()
     metadata: Metadata = Metadata()
+    quality: QualitySettings = QualitySettings()
+    lake: LakeSettings = LakeSettings()
 
     # Layout of the data root; every module asks here instead of joining paths itself.
     @property
@@ -230,7 +245,7 @@ class Environment(_Strict):
         return self.root / "landing"
 
     @property
-    def lake(self) -> Path:
+    def lake_root(self) -> Path:
         return self.root / "lake"
 
     @property
@@ -246,7 +261,7 @@ class Environment(_Strict):
         return self.root / "sample"
 
     def table_path(self, layer: str, table: str) -> Path:
-        return self.lake / layer / table
+        return self.lake_root / layer / table
 
     def metadata_url(self, app: Literal["airflow", "superset"]) -> str:
         """SQLAlchemy URL of an app's metadata database; production refuses guessable secrets."""
@@ -310,7 +325,17 @@ def load_contract(path: Path) -> SourceContract:
 
 def load_contracts(conf_dir: Path = CONF_DIR) -> dict[str, SourceContract]:
     paths = sorted((conf_dir / "sources").glob("*.yaml"))
-    return {c.source_id: c for c in map(load_contract, paths)}
+    contracts = {c.source_id: c for c in map(load_contract, paths)}
+    feeders: dict[str, str] = {}
+    for contract in contracts.values():
+        other = feeders.setdefault(contract.silver_table, contract.source_id)
+        if other != contract.source_id:
+            raise ConfigError(
+                f"{conf_dir / 'sources' / (contract.source_id + '.yaml')}: key 'entity': "
+                f"silver.{contract.silver_table} is fed by {other} already; one source per "
+                "silver table (its ledger orders that source's batches)"
+            )
+    return contracts
 
 
 def load_environment(name: str | None = None, conf_dir: Path = CONF_DIR) -> Environment:

@@ -53,9 +53,21 @@ def session_conf(env: Environment) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         **DELTA_CONF,
+        # Every table Spark creates keeps its log and earlier files as long as conf/ says
+        # (environments/<env>.yaml lake.retention_days), so time travel reaches that far back.
+        **retention_properties(env, "spark.databricks.delta.properties.defaults."),
         **env.spark.extra,
     }
     return conf
+
+
+def retention_properties(env: Environment, prefix: str = "delta.") -> dict[str, str]:
+    """The Delta table properties that keep `lake.retention_days` of history."""
+    interval = f"interval {env.lake.retention_days} days"
+    return {
+        f"{prefix}logRetentionDuration": interval,
+        f"{prefix}deletedFileRetentionDuration": interval,
+    }
 
 
 def get_spark(env: Environment | None = None, app_name: str = "citylake"):

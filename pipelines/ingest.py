@@ -49,7 +49,8 @@ from pyspark.sql import types as T
 
 from citylake.config import Environment, SourceContract
 from citylake.errors import CityLakeError
-from pipelines.lake import Lake
+from pipelines import ops
+from pipelines.lake import Lake, latest_version
 
 MANIFEST = "ingest_manifest"
 CHUNK = 1 << 22
@@ -94,13 +95,17 @@ def delivery_dir(env: Environment, contract: SourceContract, delivery_date: dt.d
 def find_deliveries(
     env: Environment, contract: SourceContract, delivery_date: dt.date
 ) -> list[Path]:
-    """The files delivered for one source on one date, in name order.
+    """The files delivered for one source on one date, in the order they arrived (modification
+    time, then name): a correction delivered later that day is applied after what it corrects.
 
     A daily source with nothing delivered is an error (the department missed a delivery); a weekly
     or monthly source simply has no delivery on most days.
     """
     folder = delivery_dir(env, contract, delivery_date)
-    files = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        (p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: (p.stat().st_mtime_ns, p.name),
+    )
     if not files and contract.frequency == "daily":
         raise DeliveryError(
             f"{contract.source_id}: no file delivered for {delivery_date} in {folder} "
@@ -393,15 +398,16 @@ def with_row_numbers(frame: DataFrame, **per_split: Column) -> tuple[DataFrame, 
 
 def _read_text_delivery(
     spark: SparkSession, path: Path, contract: SourceContract, landing_root: Path
-) -> tuple[Delivery, DataFrame]:
+) -> tuple[Delivery, DataFrame, int]:
     """CSV / JSON lines: the strict decode and the content hash (Python, one core) run while
-    Spark's first pass counts the records of each split (the JVM); neither waits for the other."""
+    Spark's first pass counts the records of each split (the JVM); neither waits for the other.
+    Returns the delivery, the numbered frame and how many records Spark's reader found."""
     layout = _peek_header(path, contract) if contract.format == "csv" else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         inspected = pool.submit(inspect_delivery, path, contract, landing_root)
         try:
             if layout is not None:
-                numbered, _ = with_row_numbers(read_csv(spark, path, contract, layout))
+                numbered, splits = with_row_numbers(read_csv(spark, path, contract, layout))
             else:
                 frame = read_jsonl(spark, path, contract)
                 # the key sets the file's objects use, found in the same pass
@@ -409,16 +415,17 @@ def _read_text_delivery(
                 numbered, splits = with_row_numbers(frame, keys=keys)
         finally:
             delivery = inspected.result()  # a bad delivery's own message comes first
+    counted = sum(split["n"] for split in splits)
     if layout is None:
         layout = jsonl_layout(path, contract, splits)
-        return replace(delivery, layout=layout), with_json_extras(numbered, layout)
-    return delivery, _by_position(numbered, contract, layout)
+        return replace(delivery, layout=layout), with_json_extras(numbered, layout), counted
+    return delivery, _by_position(numbered, contract, layout), counted
 
 
 # ----------------------------------------------------------------------------- XLSX
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
@@ -592,50 +599,109 @@ def staging_dir(env: Environment, contract: SourceContract, sha256: str) -> Path
     return env.root / "staging" / contract.source_id / sha256[:16]
 
 
+@dataclass(frozen=True)
+class Known:
+    """A file content the manifest has seen: on which day first, and as which batch."""
+
+    delivery_date: dt.date
+    batch_id: str
+    rows: int
+    days: frozenset[dt.date]  # every day the content was recorded on
+
+
+def arrived_at(path: Path) -> dt.datetime:
+    """When a file reached the landing zone: its modification time, as an instant."""
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+
+
 def ingest_source(lake: Lake, contract: SourceContract, delivery_date: dt.date) -> list[dict]:
-    """Ingest every file delivered for one source on one date; returns one summary per file."""
-    seen = _manifest_hashes(lake, contract.source_id)
+    """Ingest every file delivered for one source on one date, in the order the files arrived;
+    returns one summary per file."""
+    repair_manifest(lake, contract)
+    known = manifest_contents(lake, contract.source_id)
     return [
-        ingest_file(lake, contract, delivery_date, path, seen)
+        ingest_file(lake, contract, delivery_date, path, known)
         for path in find_deliveries(lake.env, contract, delivery_date)
     ]
 
 
 def ingest_file(
-    lake: Lake, contract: SourceContract, delivery_date: dt.date, path: Path, seen: set[str]
+    lake: Lake,
+    contract: SourceContract,
+    delivery_date: dt.date,
+    path: Path,
+    known: dict[str, Known],
 ) -> dict:
+    """One file: skipped when its content is already recorded for this day or an earlier one
+    (on an earlier day it is recorded as a re-delivery, not ingested again), else read, counted
+    and written to bronze as one batch, and recorded in the manifest. `known` is updated."""
     env, spark = lake.env, lake.spark
+    sha256 = file_sha256(path)
+    seen = known.get(sha256)
+    if seen is not None and seen.delivery_date <= delivery_date:
+        return _seen_before(lake, contract, delivery_date, path, sha256, seen, known)
     staging = None
     try:
         if contract.format in ("csv", "jsonl"):
-            delivery, frame = _read_text_delivery(spark, path, contract, env.landing)
-            if delivery.sha256 in seen:
-                return _skipped(contract, delivery_date, delivery)
-        else:
-            if contract.format == "xlsx":
-                delivery = Delivery(path, str(path.relative_to(env.landing)), _sha256(path), 0)
-            else:  # geojson: the strict decode names a wrong encoding's line and byte
-                delivery = inspect_delivery(path, contract, env.landing)
-            if delivery.sha256 in seen:
-                return _skipped(contract, delivery_date, delivery)
-            if contract.format == "xlsx":
-                staging = staging_dir(env, contract, delivery.sha256)
-                delivery = stage_xlsx(path, contract, env.landing, staging, delivery.sha256)
-                frame = _by_position(spark.read.parquet(str(staging)), contract, delivery.layout)
-            else:
-                delivery, frame = read_geojson(spark, contract, delivery)
-        return _write_bronze(lake, contract, delivery_date, delivery, frame)
+            delivery, frame, counted = _read_text_delivery(spark, path, contract, env.landing)
+        elif contract.format == "xlsx":
+            staging = staging_dir(env, contract, sha256)
+            delivery = stage_xlsx(path, contract, env.landing, staging, sha256)
+            frame = _by_position(spark.read.parquet(str(staging)), contract, delivery.layout)
+            counted = delivery.rows
+        else:  # geojson: the strict decode names a wrong encoding's line and byte
+            delivery, frame = read_geojson(
+                spark, contract, inspect_delivery(path, contract, env.landing)
+            )
+            counted = delivery.rows
+        if counted != delivery.rows:
+            raise DeliveryError(
+                f"{path}: {delivery.rows} data records counted in the file, but Spark's reader "
+                f"parsed {counted}; nothing was written to bronze.{contract.source_id}"
+            )
+        result = _write_bronze(lake, contract, delivery_date, delivery, frame, arrived_at(path))
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+    known[sha256] = Known(
+        delivery_date, result["batch_id"], delivery.rows, frozenset({delivery_date})
+    )
+    return result
 
 
-def _skipped(contract: SourceContract, delivery_date: dt.date, delivery: Delivery) -> dict:
+def _seen_before(
+    lake: Lake,
+    contract: SourceContract,
+    delivery_date: dt.date,
+    path: Path,
+    sha256: str,
+    seen: Known,
+    known: dict[str, Known],
+) -> dict:
+    source_file = str(path.relative_to(lake.env.landing))
+    summary = {"file": source_file, "batch_id": seen.batch_id, "skipped": True}
+    if delivery_date in seen.days:
+        return {**summary, "reason": "already ingested (same content hash)"}
+    # The same extract again on a later day (departments re-send unchanged files): recorded as
+    # delivered that day, nothing new for bronze or silver.
+    record = {
+        "file_sha256": sha256,
+        "source_id": contract.source_id,
+        "source_file": source_file,
+        "delivery_date": delivery_date,
+        "batch_id": seen.batch_id,
+        "rows_delivered": seen.rows,
+        "rows_bronze": 0,
+        "ingested_at": ops.now(),
+        "arrived_at": arrived_at(path),
+        "kind": "redelivery",
+    }
+    ops.append(lake, ops.MANIFEST, [record])
+    known[sha256] = replace(seen, days=seen.days | {delivery_date})
     return {
-        "file": delivery.source_file,
-        "batch_id": batch_id_of(contract, delivery_date, delivery),
-        "skipped": True,
-        "reason": "already ingested (same content hash)",
+        **summary,
+        "redelivery": True,
+        "reason": f"re-delivery of the content first delivered on {seen.delivery_date}",
     }
 
 
@@ -645,26 +711,12 @@ def _write_bronze(
     delivery_date: dt.date,
     delivery: Delivery,
     frame: DataFrame,
+    arrival: dt.datetime,
 ) -> dict:
+    """Bronze rows and their manifest entry. The bronze commit carries the entry itself (commit
+    metadata), so a manifest append lost to a crash is restored from it (repair_manifest)."""
     batch_id = batch_id_of(contract, delivery_date, delivery)
-    ingested_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    bronze = frame.select(
-        *contract.column_names,
-        EXTRA_COLUMNS,
-        "_malformed_line",
-        F.lit(delivery.source_file).alias("_source_file"),
-        F.lit(batch_id).alias("_batch_id"),
-        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
-        F.lit(delivery_date).cast("date").alias("_delivery_date"),
-        F.col("_row_number").cast("long").alias("_row_number"),
-    )
-    lake.replace_batch(bronze, "bronze", contract.source_id, batch_id)
-    bronze_rows = lake.rows_written("bronze", contract.source_id)
-    if bronze_rows != delivery.rows:
-        raise DeliveryError(
-            f"{delivery.path}: {delivery.rows} data rows delivered but {bronze_rows} reached "
-            f"bronze.{contract.source_id}; the counts must reconcile"
-        )
+    ingested_at = ops.now()
     record = {
         "file_sha256": delivery.sha256,
         "source_id": contract.source_id,
@@ -672,23 +724,89 @@ def _write_bronze(
         "delivery_date": delivery_date,
         "batch_id": batch_id,
         "rows_delivered": delivery.rows,
-        "rows_bronze": bronze_rows,
+        "rows_bronze": delivery.rows,
         "ingested_at": ingested_at,
+        "arrived_at": arrival,
+        "kind": "batch",
     }
-    lake.append(lake.spark.createDataFrame([record], _MANIFEST_SCHEMA), "ops", MANIFEST)
+    bronze = frame.select(
+        *contract.column_names,
+        EXTRA_COLUMNS,
+        "_malformed_line",
+        F.lit(delivery.source_file).alias("_source_file"),
+        F.lit(batch_id).alias("_batch_id"),
+        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),  # aware: one instant
+        F.lit(delivery_date).cast("date").alias("_delivery_date"),
+        F.col("_row_number").cast("long").alias("_row_number"),
+    )
+    before = latest_version(lake.table_path("bronze", contract.source_id))
+    lake.replace_batch(
+        bronze, "bronze", contract.source_id, batch_id, metadata={"manifest": record}
+    )
+    bronze_rows = lake.rows_written("bronze", contract.source_id)
+    if bronze_rows != delivery.rows:  # the reader's count was checked; this is Delta's own
+        if before is None:
+            shutil.rmtree(lake.table_path("bronze", contract.source_id), ignore_errors=True)
+        else:
+            lake.restore("bronze", contract.source_id, before)
+        raise DeliveryError(
+            f"{delivery.path}: {delivery.rows} data rows delivered but {bronze_rows} written to "
+            f"bronze.{contract.source_id}; the write was undone"
+        )
+    ops.append(lake, ops.MANIFEST, [record])
     layout = delivery.layout.report() if delivery.layout else _NO_LAYOUT
     return {**{k: str(v) for k, v in record.items()}, **layout, "skipped": False}
 
 
 _NO_LAYOUT = {"extra_columns": [], "absent_columns": []}
-_MANIFEST_SCHEMA = (
-    "file_sha256 string, source_id string, source_file string, delivery_date date, "
-    "batch_id string, rows_delivered long, rows_bronze long, ingested_at timestamp"
-)
 
 
-def _manifest_hashes(lake: Lake, source_id: str) -> set[str]:
-    if not lake.exists("ops", MANIFEST):
-        return set()
-    rows = lake.read("ops", MANIFEST).where(F.col("source_id") == source_id).select("file_sha256")
-    return {r[0] for r in rows.collect()}
+def manifest_rows(lake: Lake, source_id: str, delivery_date: dt.date | None = None) -> list[dict]:
+    """The manifest's rows of one source (of one day), in arrival order."""
+    relation = lake.scan("ops", ops.MANIFEST)
+    if relation is None:
+        return []
+    where, parameters = "source_id = ?", [source_id]
+    if delivery_date is not None:
+        where, parameters = where + " AND delivery_date = ?", [*parameters, delivery_date]
+    table = lake.arrow(
+        f"SELECT * FROM {relation} WHERE {where} ORDER BY arrived_at, source_file, batch_id",
+        parameters,
+    )
+    return table.to_pylist()
+
+
+def manifest_contents(lake: Lake, source_id: str) -> dict[str, Known]:
+    """Every content hash the manifest holds for a source: the first day and batch it came as."""
+    known: dict[str, Known] = {}
+    for row in sorted(manifest_rows(lake, source_id), key=lambda r: r["delivery_date"]):
+        seen = known.get(row["file_sha256"])
+        if seen is None:
+            known[row["file_sha256"]] = Known(
+                row["delivery_date"], row["batch_id"], row["rows_delivered"],
+                frozenset({row["delivery_date"]}),
+            )  # fmt: skip
+        else:
+            known[row["file_sha256"]] = replace(seen, days=seen.days | {row["delivery_date"]})
+    return known
+
+
+def repair_manifest(lake: Lake, contract: SourceContract) -> dict | None:
+    """Record the batch of bronze's last commit if its manifest entry is missing (the process
+    died between the two commits). Returns the entry restored, if any."""
+    if not lake.exists("bronze", contract.source_id):
+        return None
+    entry = lake.metadata("bronze", contract.source_id).get("manifest")
+    if not entry:
+        return None
+    recorded = {r["batch_id"] for r in manifest_rows(lake, contract.source_id)}
+    if entry["batch_id"] in recorded:
+        return None
+    record = {
+        **entry,
+        "delivery_date": dt.date.fromisoformat(str(entry["delivery_date"])),
+        "ingested_at": dt.datetime.fromisoformat(str(entry["ingested_at"])),
+        "arrived_at": dt.datetime.fromisoformat(str(entry["arrived_at"])),
+    }
+    ops.append(lake, ops.MANIFEST, [record])
+    return record

@@ -6,8 +6,9 @@ column of that type is searched in silver (all versions, SCD2 history included) 
 Each hit names the department's file, the batch, the delivery date and the row number, so a
 question about a person's record leads straight to the line of the file that said so.
 
-Time travel: with `as_of` (a timestamp), every table is read as it stood then (Delta
-timestampAsOf), so "what did the register say on date D" is the same query with a date.
+Time travel: with `as_of` (a time on the city's clock), every table is read at the newest version
+committed by then (Lake.version_at, from the Delta log), so "what did the register say on date D"
+is the same query with a date.
 """
 
 from __future__ import annotations
@@ -41,19 +42,13 @@ class Hit:
 
 
 def _read(lake: Lake, layer: str, name: str, as_of: dt.datetime | None) -> DataFrame | None:
+    """The table as it stood at as_of (the city's clock; None: now), None if it did not exist."""
     if not lake.exists(layer, name):
         return None
-    reader = lake.spark.read.format("delta")
-    if as_of is not None:
-        first = (
-            lake.spark.sql(f"DESCRIBE HISTORY delta.`{lake.path(layer, name)}`")
-            .agg(F.min("timestamp"))
-            .first()[0]
-        )
-        if first is None or first > as_of:
-            return None  # the table did not exist yet at that time
-        reader = reader.option("timestampAsOf", as_of.isoformat(sep=" "))
-    return reader.load(lake.path(layer, name))
+    if as_of is None:
+        return lake.read(layer, name)
+    version = lake.version_at(layer, name, as_of)
+    return None if version is None else lake.read(layer, name, version)
 
 
 def _hits(frame: DataFrame, layer: str, table: str, column: str, condition) -> list[Hit]:

@@ -25,11 +25,11 @@ test's serving file cannot drift from the real one.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import duckdb
@@ -38,6 +38,8 @@ import yaml
 from base_libraries.catalog import GOLD_TABLES, LINEAGE, GoldTable
 from citylake.config import REPO_ROOT, City, Environment, SourceContract
 from citylake.errors import CityLakeError
+from pipelines.lake import delta_relation, is_delta, latest_version, load_extensions
+from pipelines.lake import sql_text as _sql_text
 
 # A relation for (layer, name): SQL text such as "delta_scan('...')", or None if there is no table.
 Scan = Callable[[str, str], "str | None"]
@@ -177,30 +179,16 @@ class GoldSchemaMismatch(CityLakeError, ValueError):
     """A gold table lacks columns its catalog entry declares."""
 
 
-def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
-    """Load DuckDB extensions from their PyPI packages: offline, never downloaded."""
-    for name in names:
-        package = files(f"duckdb_extension_{name}")
-        path = package.joinpath("extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension")
-        con.execute(f"LOAD '{path}'")
-
-
-def delta_version(table_path: Path) -> int:
-    log = table_path / "_delta_log"
-    versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
-    if not versions:
-        raise PublicationBlocked(f"{table_path}: not a Delta table (no _delta_log); build it first")
-    return max(versions)
-
-
-def delta_scan(env: Environment) -> Scan:
-    """Relations over the lake's Delta tables (None where a table does not exist)."""
+def delta_scan(env: Environment, versions: dict[str, int | None] | None = None) -> Scan:
+    """Relations over the lake's Delta tables (None where a table does not exist); a gold table
+    named in `versions` is read at that version, whatever has been committed since."""
+    versions = versions or {}
 
     def scan(layer: str, name: str) -> str | None:
         path = env.table_path(layer, name)
-        return (
-            f"delta_scan({_sql_text(path.as_posix())})" if (path / "_delta_log").is_dir() else None
-        )
+        if not is_delta(path):
+            return None
+        return delta_relation(path, versions.get(name) if layer == "gold" else None)
 
     return scan
 
@@ -222,10 +210,6 @@ def passed_versions(con: duckdb.DuckDBPyConnection, scan: Scan) -> dict[str, int
 
 
 # ----------------------------------------------------------------------------- the serving SQL
-
-
-def _sql_text(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -670,20 +654,92 @@ def _staging(target: Path) -> Path:
     return staging
 
 
+def served_state(env: Environment, versions: dict[str, int | None]) -> dict:
+    """What a publication is made of: the gold versions served and the versions of every ops and
+    quarantine table the health tables read. The same state twice needs no new file."""
+    state = {"gold": versions}
+    for layer in ("ops", "quarantine"):
+        folder = env.lake_root / layer
+        state[layer] = {
+            path.parent.name: latest_version(path.parent)
+            for path in sorted(folder.glob("*/_delta_log"))
+        }
+    return state
+
+
+def _served_before(target: Path) -> dict | None:
+    if not target.exists():
+        return None
+    try:
+        with duckdb.connect(str(target), read_only=True) as con:
+            (text,) = con.execute("SELECT state_json FROM serving_info").fetchone()
+        return json.loads(text)
+    except (duckdb.Error, TypeError, ValueError):
+        return None  # an older file without the state, or a damaged one: publish anew
+
+
+def served_versions(env: Environment) -> tuple[dict[str, int | None], list[str]]:
+    """Per gold table the version to serve: the newest one whose gate passed (a newer version
+    not judged yet waits for its own gate); None for a table not built yet. Also the tables
+    still missing. Raises PublicationBlocked for a table of which no version ever passed."""
+    scan = delta_scan(env)
+    with duckdb.connect() as con:
+        load_extensions(con, "delta")
+        passed = passed_versions(con, scan)
+    versions: dict[str, int | None] = {}
+    missing = []
+    for table in GOLD_TABLES:
+        current = latest_version(env.table_path("gold", table.name))
+        if current is None:
+            versions[table.name] = None
+            missing.append(table.name)
+            continue
+        if table.name not in passed:
+            raise PublicationBlocked(
+                f"gold.{table.name}: no version has passed its quality gate yet (newest: "
+                f"{current}); the serving file is unchanged"
+            )
+        versions[table.name] = passed[table.name]
+    return versions, missing
+
+
 def publish(
     env: Environment,
     city: City,
     contracts: dict[str, SourceContract] | None = None,
     as_of: dt.date | None = None,
 ) -> dict:
-    """Build new serving files from gate-passed gold and swap them in; returns what was served."""
+    """Build new serving files from gate-passed gold and swap them in; returns what was served.
+
+    The as-of date shown ('this month' on the dashboards) is the newest as-of date of the gold
+    versions served, else `as_of`, else the newest delivery. Nothing is rebuilt when the state to
+    serve (served_state) is the one the current file was built from."""
+    from pipelines.lake import citylake_metadata, commit_info
+
     if contracts is None:
         from citylake.config import load_contracts
 
         contracts = load_contracts()
     started = time.perf_counter()
-    scan = delta_scan(env)
     target, clear_target = env.serving_file, restricted_file(env)
+    versions, missing = served_versions(env)
+    state = served_state(env, versions)
+    if _served_before(target) == state and restricted_file(env).exists():
+        return {
+            "serving_file": str(target),
+            "versions": versions,
+            "missing": missing,
+            "skipped": True,
+            "reason": "the gate-passed gold versions and the ops tables are those already served",
+            "as_of": None,
+        }
+    days = [
+        citylake_metadata(commit_info(env.table_path("gold", name), version)).get("as_of")
+        for name, version in versions.items()
+        if version is not None
+    ]
+    days = [dt.date.fromisoformat(d) for d in days if d]
+    scan = delta_scan(env, versions)
     staging, clear_staging = _staging(target), _staging(clear_target)
     clear_target.parent.chmod(0o700)
     con = duckdb.connect(str(staging))
@@ -691,33 +747,12 @@ def publish(
     try:
         load_extensions(con, "delta")
         load_extensions(clear, "delta")
-        passed = passed_versions(con, scan)
-        versions: dict[str, int | None] = {}
-        missing = []
-        for table in GOLD_TABLES:
-            path = env.table_path("gold", table.name)
-            if not (path / "_delta_log").is_dir():
-                versions[table.name] = None
-                missing.append(table.name)
-                continue
-            current = delta_version(path)
-            if passed.get(table.name) != current:
-                raise PublicationBlocked(
-                    f"gold.{table.name} version {current} has not passed its quality gate "
-                    f"(last passing version: {passed.get(table.name)}); the serving file is "
-                    "unchanged"
-                )
-            versions[table.name] = current
+        shown = max(days) if days else as_of or default_as_of(con, scan)
         counts = build_serving(
-            con,
-            scan,
-            city,
-            contracts,
-            as_of or default_as_of(con, scan),
-            serving_pepper(env),
-            versions,
-            clear,
+            con, scan, city, contracts, shown, serving_pepper(env), versions, clear
         )
+        con.execute("ALTER TABLE serving_info ADD COLUMN state_json VARCHAR")
+        con.execute("UPDATE serving_info SET state_json = ?", [json.dumps(state, sort_keys=True)])
         con.execute("CHECKPOINT")
         clear.execute("CHECKPOINT")
     except BaseException:
@@ -735,7 +770,10 @@ def publish(
         "serving_file": str(target),
         "restricted_file": str(clear_target),
         "tables": counts,
+        "versions": versions,
         "missing": missing,
+        "as_of": shown.isoformat(),
+        "skipped": False,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -755,7 +793,7 @@ def lake_connection(
     con = duckdb.connect()
     load_extensions(con, "delta", "spatial")
     for layer in layers:
-        folder = env.lake / layer
+        folder = env.lake_root / layer
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
         for path in sorted(folder.glob("*/_delta_log")):
             table = path.parent

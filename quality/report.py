@@ -101,7 +101,7 @@ def collect(
     """Gather the report's figures from the lake."""
     import duckdb
 
-    from pipelines.publish import load_extensions
+    from pipelines.lake import load_extensions
 
     own = [c for c in contracts.values() if c.department == department]
     if not own:

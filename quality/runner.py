@@ -1,4 +1,4 @@
-"""Great Expectations suites for every bronze, silver and gold table, run on Spark frames.
+"""Great Expectations suites for every bronze, silver and gold table, run on pandas or Spark.
 
 Where a suite comes from (one suite per table; the name is the table's):
 
@@ -19,10 +19,13 @@ rows the expectation applies to) and `notes`. `$city.<attribute>` and `$as_of` i
 values of conf/city.yaml and the run's logical date. Anything wrong — unknown expectation, wrong
 argument, unknown column — is a ConfigError at load naming the file and the expectation.
 
-One validation per table per run on a persisted frame (silver and gold in two GX passes, see
-run_suite_fast: success first, the summary of what failed second); results land in
-ops.quality_results, one row per expectation, with personal data masked in the examples, and the
-masked GX result is kept for Data Docs (quality/docs.py).
+One validation per table version: on pandas for tables of up to PANDAS_MAX_ROWS rows (DuckDB
+reads the Delta version; a suite costs milliseconds there, where Spark's many small jobs cost
+seconds), on a persisted Spark frame above (silver and gold in two GX passes, see run_suite_fast:
+success first, the summary of what failed second). The custom expectations give both engines the
+quarantine's own rules (quality/expectations.py). Results land in ops.quality_results, one row
+per expectation, with personal data masked in the examples, and the masked GX result is kept for
+Data Docs (quality/docs.py).
 """
 
 from __future__ import annotations
@@ -49,13 +52,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 SUITES_DIR = Path(str(files("quality").joinpath("suites")))
 LAYERS = ("bronze", "silver", "gold")
-RESULTS_TABLE = "quality_results"
-RESULT_SCHEMA = (
-    "run_id string, checked_at timestamp, layer string, table_name string, expectation string, "
-    "column_name string, severity string, success boolean, element_count long, "
-    "unexpected_count long, unexpected_percent double, unexpected_examples string, "
-    "table_version long, suite_name string, expectation_args string, logical_date date"
-)
 BRONZE_LINEAGE = ("_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number")
 SILVER_HISTORY = ("valid_from", "valid_to", "is_current")
 EXAMPLES = 5  # unexpected values kept per expectation (masked when personal)
@@ -189,7 +185,14 @@ def _content_rules(contract: SourceContract, severity: str, layer: str) -> list[
         if column.required and name not in contract.business_key:
             rules.append(_e("expect_column_values_to_not_be_null", severity, column=name))
         if column.type == "id_number":
-            rules.append(_e("expect_column_values_to_be_valid_id_number", severity, column=name))
+            rules.append(
+                _e(
+                    "expect_column_values_to_be_valid_id_number",
+                    severity,
+                    column=name,
+                    as_of="$as_of",
+                )
+            )
         elif column.type == "credit_code":
             rules.append(_e("expect_column_values_to_be_valid_credit_code", severity, column=name))
         elif column.type == "division_code":
@@ -259,12 +262,28 @@ def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]
             *_content_rules(contract, "soft", layer),
         ]
     required = [*contract.column_names, *BRONZE_LINEAGE]
-    return [
-        _e("expect_table_columns_to_match_set", "hard", column_set=required, exact_match=False),
-        _e("expect_table_row_count_to_be_between", "hard", min_value=1),
+    per_row = [
         *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalog.LINEAGE],
         *_key_rules(contract.business_key, "hard"),
         *_content_rules(contract, "hard", layer),
+    ]
+    history = []
+    if contract.history:  # the rows rules are about the current versions; the history as a whole
+        per_row = [{**rule, "when": {"is_current": True}} for rule in per_row]
+        history = [
+            _e(
+                "expect_history_to_be_consistent",
+                "hard",
+                "per key: versions that neither overlap nor leave gaps, valid_from < valid_to, "
+                "exactly one current row (SCD type 2)",
+                key_columns=list(contract.business_key),
+            )
+        ]
+    return [
+        _e("expect_table_columns_to_match_set", "hard", column_set=required, exact_match=False),
+        _e("expect_table_row_count_to_be_between", "hard", min_value=1),
+        *per_row,
+        *history,
     ]
 
 
@@ -556,13 +575,17 @@ def _context():
 
 
 def run_suite(frame, suite: Suite, result_format: str | dict = "SUMMARY", expectations=None):
-    """One GX validation of the suite (or of some of its expectations) on a Spark DataFrame; the
-    raw GX result."""
+    """One GX validation of the suite (or of some of its expectations) on a pandas or a Spark
+    DataFrame (GX's engine follows the frame); the raw GX result."""
     import great_expectations as gx
+    import pandas as pd
 
     context = _context()
     name = f"{suite.spec.layer}__{suite.spec.table}__{uuid.uuid4().hex[:8]}"
-    source = context.data_sources.add_spark(name=name)
+    if isinstance(frame, pd.DataFrame):
+        source = context.data_sources.add_pandas(name=name)
+    else:
+        source = context.data_sources.add_spark(name=name)
     try:
         batch = (
             source.add_dataframe_asset(name=name)
@@ -651,9 +674,12 @@ def validate(
 
     Personal values are masked in the rows and in the GX result (appended to outcome_sink when
     given, for Data Docs)."""
-    # Bronze suites measure what departments sent: failures are normal there and would all need
-    # the second pass anyway, so one SUMMARY pass is cheaper. Silver and gold mostly pass.
-    if suite.spec.layer == "bronze":
+    # On pandas a SUMMARY pass costs milliseconds. On Spark, bronze suites measure what
+    # departments sent: failures are normal there and would all need the second pass anyway, so
+    # one SUMMARY pass is cheaper; silver and gold mostly pass (two passes, see run_suite_fast).
+    import pandas as pd
+
+    if isinstance(frame, pd.DataFrame) or suite.spec.layer == "bronze":
         outcome = run_suite(frame, suite, "SUMMARY")
     else:
         outcome = run_suite_fast(frame, suite)
@@ -709,22 +735,90 @@ def save_outcome(env: Environment, suite: Suite, run_id: str, outcome) -> Path:
     return path
 
 
-def _register_references(lake, suite: Suite) -> list[str]:
-    """Referential expectations read the other table's current version through a temp view;
-    returns the views registered (dropped after the validation)."""
-    from quality.expectations import reference_view
+# ----------------------------------------------------------------------------- a table's gate
 
-    views = []
-    for expectation in suite.expectations:
-        config = expectation.configuration
-        if config.type != "expect_column_values_to_be_found_in_table":
-            continue
-        other = config.kwargs["other_table"]
-        layer, name = other.split(".", 1)
-        if lake.exists(layer, name):
-            lake.read(layer, name).createOrReplaceTempView(reference_view(other))
-            views.append(reference_view(other))
-    return views
+
+def _references(suite: Suite) -> list[tuple[str, str]]:
+    """(other_table, other_column) of the suite's referential expectations."""
+    return [
+        (e.configuration.kwargs["other_table"], e.configuration.kwargs["other_column"])
+        for e in suite.expectations
+        if e.configuration.type == "expect_column_values_to_be_found_in_table"
+    ]
+
+
+def _frame_filter(layer: str, logical_date, batches) -> tuple[str, list]:
+    """The rows a validation covers, as a SQL condition: bronze its batches (or its day)."""
+    if layer == "bronze" and batches:
+        return f"_batch_id IN ({', '.join('?' for _ in batches)})", list(batches)
+    if layer == "bronze" and logical_date is not None:
+        return "_delivery_date = ?", [logical_date]
+    return "true", []
+
+
+def _pandas_frame(lake, relation: str, where: str, parameters: list):
+    """The rows as pandas, instants as the city's wall-clock time (what Spark's session shows)."""
+    import pandas as pd
+
+    from citylake.config import CITY_TIMEZONE
+
+    frame = lake.arrow(f"SELECT * FROM {relation} WHERE {where}", parameters).to_pandas()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert(CITY_TIMEZONE).dt.tz_localize(None)
+    return frame
+
+
+def _judged(lake, layer: str, table: str, version: int) -> list[dict] | None:
+    """The recorded results of the last validation of this version, if there was one."""
+    from pipelines import ops
+
+    relation = lake.scan("ops", ops.QUALITY_RESULTS)
+    if relation is None:
+        return None
+    table_rows = lake.arrow(
+        f"""SELECT * FROM {relation} WHERE run_id = (
+                SELECT max_by(run_id, checked_at) FROM {relation}
+                WHERE layer = ? AND table_name = ? AND table_version = ? AND batch_ids IS NULL)""",
+        [layer, table, version],
+    )
+    rows = table_rows.to_pylist()
+    return rows or None
+
+
+def bronze_verdicts(lake, source_id: str) -> dict[str, bool]:
+    """batch id → whether its latest bronze validation passed every hard expectation."""
+    from pipelines import ops
+
+    relation = lake.scan("ops", ops.QUALITY_RESULTS)
+    if relation is None:
+        return {}
+    rows = lake.query(
+        f"""WITH runs AS (
+                SELECT run_id, any_value(batch_ids) AS batch_ids, max(checked_at) AS checked_at,
+                    bool_and(success OR severity = 'soft') AS passed
+                FROM {relation} WHERE layer = 'bronze' AND table_name = ? AND batch_ids IS NOT NULL
+                GROUP BY run_id)
+            SELECT batch_id, max_by(passed, checked_at)
+            FROM (SELECT unnest(string_split(batch_ids, ',')) AS batch_id, passed, checked_at
+                  FROM runs)
+            GROUP BY batch_id""",
+        [source_id],
+    )
+    return dict(rows)
+
+
+def _summary(layer, table, version, run_id, rows, validation: str | None) -> dict:
+    failed = [r for r in rows if not r["success"]]
+    return {
+        "table": f"{layer}.{table}",
+        "version": version,
+        "run_id": run_id,
+        "result": describe(rows),
+        "failed_hard": [_label(r) for r in failed if r["severity"] == "hard"],
+        "warnings": [_label(r) for r in failed if r["severity"] == "soft"],
+        "validation": validation,
+    }
 
 
 def check_table(
@@ -733,50 +827,92 @@ def check_table(
     table: str,
     logical_date: dt.date | None = None,
     run_id: str | None = None,
+    batches: list[str] | None = None,
+    again: bool = False,
 ) -> dict:
     """Validate a table's current Delta version, record the results, and gate.
 
-    bronze: the rows delivered on logical_date (every row when None); silver: the current rows
-    (is_current, when the table keeps history); gold: every row. Results are appended to
-    ops.quality_results (with the version checked), the masked GX result is kept for Data Docs,
-    and QualityGateFailed is raised — after recording — when a hard expectation failed.
+    bronze: the given batches (else the rows delivered on logical_date); silver: the current rows
+    (a history table's whole history for its history rules); gold: every row. A silver or gold
+    version is judged once: asked again (a rerun of the day), the recorded verdict stands and a
+    failed one fails again, unless `again`. Tables of up to PANDAS_MAX_ROWS rows are validated on
+    pandas (DuckDB reads the pinned version), larger ones on Spark. Results are appended to
+    ops.quality_results, the masked GX result is kept for Data Docs, and QualityGateFailed is
+    raised — after recording — when a hard expectation failed.
     """
+    from citylake.config import settings
+    from pipelines import ops
+
+    env, city, contracts = settings()
+    version = lake.version(layer, table)
+    if layer != "bronze" and not again:
+        judged = _judged(lake, layer, table, version)
+        if judged is not None:
+            summary = _summary(layer, table, version, judged[0]["run_id"], judged, None)
+            gate(judged)
+            return {**summary, "skipped": True, "reason": f"version {version} already judged"}
+    suite = suite_for(layer, table, city, contracts, as_of=logical_date)
+    run_id = run_id or f"{layer}.{table}:{version}:{uuid.uuid4().hex[:8]}"
+    where, parameters = _frame_filter(layer, logical_date, batches)
+    relation = lake.scan(layer, table, version)
+    ((rows_in_scope,),) = lake.query(f"SELECT count(*) FROM {relation} WHERE {where}", parameters)
+    outcomes: list = []
+    if rows_in_scope <= env.quality.pandas_max_rows:
+        rows = _validate_pandas(lake, suite, relation, where, parameters, run_id, version,
+                                logical_date, outcomes)  # fmt: skip
+    else:
+        rows = _validate_spark(lake, suite, layer, table, version, where, parameters, run_id,
+                               logical_date, outcomes)  # fmt: skip
+    batch_ids = ",".join(batches) if layer == "bronze" and batches else None
+    ops.append(lake, ops.QUALITY_RESULTS, [{**r, "batch_ids": batch_ids} for r in rows])
+    saved = save_outcome(lake.env, suite, run_id, outcomes[0])
+    summary = _summary(layer, table, version, run_id, rows, str(saved))
+    summary["engine"] = "pandas" if rows_in_scope <= env.quality.pandas_max_rows else "spark"
+    gate(rows)
+    return summary
+
+
+def _validate_pandas(lake, suite, relation, where, parameters, run_id, version, day, outcomes):
+    from quality.expectations import register_reference, unregister_reference
+
+    frame = _pandas_frame(lake, relation, where, parameters)
+    registered = []
+    for other, column in _references(suite):
+        layer, name = other.split(".", 1)
+        other_relation = lake.scan(layer, name)
+        if other_relation is not None:
+            keys = lake.query(f'SELECT DISTINCT "{column}" FROM {other_relation}')
+            register_reference(other, (k for (k,) in keys))
+            registered.append(other)
+    try:
+        return validate(frame, suite, run_id, version, day, outcomes)
+    finally:
+        for other in registered:
+            unregister_reference(other)
+
+
+def _validate_spark(lake, suite, layer, table, version, where, parameters, run_id, day, outcomes):
     from pyspark.sql import functions as F
 
-    from citylake.config import settings
+    from quality.expectations import reference_view
 
-    _, city, contracts = settings()
-    suite = suite_for(layer, table, city, contracts, as_of=logical_date)
-    version = lake.version(layer, table)
-    run_id = run_id or f"{layer}.{table}:{version}:{uuid.uuid4().hex[:8]}"
     frame = lake.read(layer, table, version=version)
-    if layer == "bronze" and logical_date is not None:
-        frame = frame.where(F.col("_delivery_date") == F.lit(logical_date))
-    if layer == "silver" and "is_current" in frame.columns:
-        frame = frame.where(F.col("is_current"))
-    views = _register_references(lake, suite)
+    if layer == "bronze" and parameters:
+        column = "_batch_id" if where.startswith("_batch_id") else "_delivery_date"
+        frame = frame.where(F.col(column).isin(parameters))
+    views = []
+    for other, _ in _references(suite):
+        other_layer, name = other.split(".", 1)
+        if lake.exists(other_layer, name):
+            lake.read(other_layer, name).createOrReplaceTempView(reference_view(other))
+            views.append(reference_view(other))
     frame = frame.persist()
-    outcomes: list = []
     try:
-        rows = validate(frame, suite, run_id, version, logical_date, outcomes)
+        return validate(frame, suite, run_id, version, day, outcomes)
     finally:
         frame.unpersist()
         for view in views:
             lake.spark.catalog.dropTempView(view)
-    lake.append(lake.spark.createDataFrame(rows, RESULT_SCHEMA), "ops", RESULTS_TABLE)
-    saved = save_outcome(lake.env, suite, run_id, outcomes[0])
-    failed = [r for r in rows if not r["success"]]
-    summary = {
-        "table": f"{layer}.{table}",
-        "version": version,
-        "run_id": run_id,
-        "result": describe(rows),
-        "failed_hard": [_label(r) for r in failed if r["severity"] == "hard"],
-        "warnings": [_label(r) for r in failed if r["severity"] == "soft"],
-        "validation": str(saved),
-    }
-    gate(rows)
-    return summary
 
 
 def _label(row: dict) -> str:

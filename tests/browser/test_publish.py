@@ -238,7 +238,7 @@ def test_publish_over_delta_keeps_the_gate_and_swaps_atomically(
     from pipelines.lake import Lake
 
     env, city, contracts = settings()
-    lake = Lake(spark, env)
+    lake = Lake(env, spark)
     parquet = small.write_parquet(data_root / "parquet")
     del parquet
     for key in small.rows:
@@ -268,10 +268,17 @@ def test_publish_over_delta_keeps_the_gate_and_swaps_atomically(
         (persons,) = con.execute("SELECT count(*) FROM gold.population__person").fetchone()
     assert persons == len(small.gold("population__person"))
 
-    # A new gold version without a passing gate: nothing is published, both files untouched.
+    # A new gold version not gated yet is no error: version 0, gated, stays served and nothing
+    # is rebuilt; the new version waits for its own gate.
     before = env.serving_file.read_bytes(), publish.restricted_file(env).read_bytes()
     lake.append(lake.read("gold", "service__case").limit(1), "gold", "service__case")
-    with pytest.raises(publish.PublicationBlocked, match=r"gold.service__case version 1"):
+    waiting = publish.publish(env, city, contracts, as_of=AS_OF)
+    assert waiting["skipped"] and waiting["versions"]["service__case"] == 0
+    assert (env.serving_file.read_bytes(), publish.restricted_file(env).read_bytes()) == before
+    # A table of which no version ever passed blocks publication, and the files stay as they are.
+    others = lake.read("ops", "quality_results").where("table_name != 'licence__licence'")
+    lake.overwrite(others.localCheckpoint(), "ops", "quality_results")
+    with pytest.raises(publish.PublicationBlocked, match=r"gold.licence__licence: no version"):
         publish.publish(env, city, contracts, as_of=AS_OF)
     assert (env.serving_file.read_bytes(), publish.restricted_file(env).read_bytes()) == before
     assert not list(env.serving_file.parent.glob(".*.building"))

@@ -68,7 +68,7 @@ def city(data_root, spark):
     from pipelines.lake import Lake
 
     env, _, contracts = settings()
-    return env, contracts[SOURCE], Lake(spark, env)
+    return env, contracts[SOURCE], Lake(env, spark)
 
 
 def run(day=DAY) -> tuple[dict, dict]:

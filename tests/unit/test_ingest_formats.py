@@ -108,7 +108,7 @@ def bronze_rows(spark, env, source_id):
     from pipelines.lake import Lake
 
     return {
-        r["_row_number"]: r.asDict() for r in Lake(spark, env).read("bronze", source_id).collect()
+        r["_row_number"]: r.asDict() for r in Lake(env, spark).read("bronze", source_id).collect()
     }
 
 
@@ -278,7 +278,7 @@ def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, enco
     text = "\n".join(lines)
     path = landing(env, contract, "tickets.jsonl")
     path.write_bytes(text.encode(encoding))
-    (summary,) = ingest_source(Lake(spark, env), contract, DAY)
+    (summary,) = ingest_source(Lake(env, spark), contract, DAY)
     assert summary["rows_delivered"] == summary["rows_bronze"] == "4"
     assert summary["extra_columns"] == ["坐席", "附件"]
     assert "办结时间" in summary["absent_columns"] and "工单编号" not in summary["absent_columns"]

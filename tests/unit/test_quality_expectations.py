@@ -81,8 +81,9 @@ def test_number_rules_count_exactly_what_stdnum_rejects(spark):
     )
     rows = by_type(runner.validate(frame, suite, "run-1", 3))
     id_row = rows["expect_column_values_to_be_valid_id_number"]
+    # nine values judged (the empty one is not: completeness is another expectation's job)
     assert (id_row["element_count"], id_row["unexpected_count"], id_row["success"]) == (
-        10,
+        9,
         4,
         False,
     )
@@ -247,7 +248,8 @@ def test_gold_suite_on_known_violations_gives_exact_counts(spark):
 
 def test_clean_gold_rows_pass_and_soft_failures_only_warn(spark):
     people = person_rows()[:1]
-    people[0] = {**people[0], "age": 130, "spouse_id_number": ric18("45112119900101002")}
+    # a spouse first registered in 昭平县 under its code of today (451121, from 2002)
+    people[0] = {**people[0], "age": 130, "spouse_id_number": ric18("45112120050101002")}
     suite = runner.suite_for("gold", "population__person", CITY, CONTRACTS, dt.date(2026, 11, 27))
     spark.createDataFrame([], "id_number string").createOrReplaceTempView(
         reference_view("gold.population__person")
@@ -259,3 +261,50 @@ def test_clean_gold_rows_pass_and_soft_failures_only_warn(spark):
         ("expect_column_values_to_be_found_in_table", "spouse_id_number", "soft"),
     }
     runner.gate(rows)  # soft failures never raise
+
+
+def _history_rows():
+    """Six keys: one sound history and five broken in each way the invariants name."""
+    d = dt.date
+    return [
+        ("ok", d(2026, 11, 1), d(2026, 11, 5), False),
+        ("ok", d(2026, 11, 5), None, True),
+        ("overlap", d(2026, 11, 1), d(2026, 11, 6), False),
+        ("overlap", d(2026, 11, 5), None, True),
+        ("backwards", d(2026, 11, 28), d(2026, 11, 27), False),  # valid_to before valid_from
+        ("backwards", d(2026, 11, 27), None, True),
+        ("two_current", d(2026, 11, 1), None, True),
+        ("two_current", d(2026, 11, 1), None, True),
+        ("gap", d(2026, 11, 1), d(2026, 11, 3), False),
+        ("gap", d(2026, 11, 4), None, True),
+        ("no_current", d(2026, 11, 1), d(2026, 11, 3), False),
+    ]
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_history_invariants_catch_each_broken_key(spark, engine):
+    import pandas as pd
+
+    rows = _history_rows()
+    schema = "id string, valid_from date, valid_to date, is_current boolean"
+    frame = spark.createDataFrame(rows, schema)
+    if engine == "pandas":
+        frame = pd.DataFrame(rows, columns=["id", "valid_from", "valid_to", "is_current"])
+    suite = spec_suite(
+        "t",
+        [
+            {
+                "type": "expect_history_to_be_consistent",
+                "severity": "hard",
+                "kwargs": {"key_columns": ["id"]},
+            }
+        ],
+        ("id", "valid_from", "valid_to", "is_current"),
+    )
+    (row,) = runner.validate(frame, suite, "run-h", 1)
+    assert (row["element_count"], row["unexpected_count"], row["success"]) == (6, 5, False)
+    assert sorted(row["unexpected_examples"].split(", ")) == [
+        "backwards", "gap", "no_current", "overlap", "two_current"
+    ]  # fmt: skip
+    with pytest.raises(runner.QualityGateFailed, match=r"expect_history_to_be_consistent"):
+        runner.gate([row])
