@@ -10,19 +10,26 @@ Layout of the 18 characters:
 18    校验码: check character, GB/T 17710 MOD 31-3 over the 31-character alphabet
 ====  ===========================================================================
 
-python-stdnum's ``stdnum.cn.uscc`` is the oracle, and the rules here mirror exactly what its
-``validate`` checks, so that the two agree on every code (tests/unit/test_credit_code.py):
+The rules, in full as the standard gives them:
 
-* positions 1–8 must be ASCII digits and positions 9–18 characters of the alphabet. GB 32100 also
-  allows the letters 'A' (军队), 'N' (农业: 农村集体经济组织) and 'Y' (其他) as registration authority;
-  stdnum rejects them and so does ``USCC_PATTERN``. Changing that is a one-line change of the
-  pattern, and of the oracle in the tests;
-* the check character of position 18 is verified; the GB 11714 check character embedded at
-  position 17 is *not* (stdnum does not check it either).
+* positions 1–2: a registration authority and an entity type of the standard's table (附录 A,
+  ``AUTHORITIES`` below), letters included: 'A' (中央军委改革和编制办公室: 军队事业单位),
+  'N' (农业: 组级/村级/乡镇级集体经济组织, the rural collective economic organisations a county
+  registers by the thousand) and 'Y' (其他). A code of the alphabet there that the table does not
+  list is ``<column>.registration_authority``;
+* positions 3–8 ASCII digits (a GB/T 2260 division), 9–18 characters of the alphabet
+  (``<column>.format`` otherwise);
+* the check character of position 18 (``<column>.check_character``); the GB 11714 check
+  character embedded at position 17 is *not* verified (python-stdnum does not check it either).
+
+python-stdnum's ``stdnum.cn.uscc`` is the oracle for the codes it covers: it demands eight leading
+digits, so it judges the numeric authorities only, where these rules agree with it once the
+table's authority/type pairs are required too; a table of hand-checked letter-prefixed codes
+covers the rest (tests/unit/test_credit_code.py).
 
 Reason codes (texts in quality/reason_codes.yaml): ``<column>.missing``, ``<column>.format``,
-``<column>.check_character`` and, only when the caller passes the city's division codes,
-``<column>.division_outside_city``.
+``<column>.registration_authority``, ``<column>.check_character`` and, only when the caller
+passes the city's division codes, ``<column>.division_outside_city``.
 """
 
 from __future__ import annotations
@@ -39,8 +46,29 @@ from pipelines.standardize import clean_id_number, number_reasons
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 # Weight of position i (0-based) is 3^i mod 31.
 USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]
-# What stdnum.cn.uscc.validate accepts: 8 digits, then 10 characters of the alphabet.
-USCC_PATTERN = r"^[0-9]{8}[0-9A-HJ-NP-RTUW-Y]{10}$"
+# Two characters of the alphabet (authority, type), six digits (division), ten of the alphabet.
+USCC_PATTERN = r"^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$"
+# GB 32100-2015 附录 A (with its amendment No. 1): registration authority (登记管理部门) →
+# its entity types (机构类别), each with its name.
+AUTHORITIES: dict[str, tuple[str, dict[str, str]]] = {
+    "1": ("机构编制", {"1": "机关", "2": "事业单位", "3": "中央编办直接管理机构编制的群众团体", "9": "其他"}),
+    "2": ("外交", {"1": "外国常驻新闻机构", "9": "其他"}),
+    "3": ("司法行政", {"1": "律师执业机构", "2": "公证处", "3": "基层法律服务所",
+                       "4": "司法鉴定机构", "5": "仲裁委员会", "9": "其他"}),
+    "4": ("文化", {"1": "外国在华文化中心", "9": "其他"}),
+    "5": ("民政", {"1": "社会团体", "2": "民办非企业单位", "3": "基金会", "9": "其他"}),
+    "6": ("旅游", {"1": "外国旅游部门常驻代表机构",
+                   "2": "港澳台地区旅游部门常驻内地（大陆）代表机构", "9": "其他"}),
+    "7": ("宗教", {"1": "宗教活动场所", "2": "宗教院校", "9": "其他"}),
+    "8": ("工会", {"1": "基层工会", "9": "其他"}),
+    "9": ("工商", {"1": "企业", "2": "个体工商户", "3": "农民专业合作社"}),
+    "A": ("中央军委改革和编制办公室", {"1": "军队事业单位", "9": "其他"}),
+    "N": ("农业", {"1": "组级集体经济组织", "2": "村级集体经济组织",
+                   "3": "乡镇级集体经济组织", "9": "其他"}),
+    "Y": ("其他", {"1": "其他"}),
+}  # fmt: skip
+# Every legal first two characters.
+AUTHORITY_TYPES = tuple(sorted(a + t for a, (_, types) in AUTHORITIES.items() for t in types))
 
 # clean_id_number turns full-width digits and upper-case letters to half-width, but of the
 # full-width lower-case letters only 'ｘ' (all an ID number needs); a credit code needs them all.
@@ -100,6 +128,12 @@ def with_uscc_checks(
     well_formed = code.rlike(USCC_PATTERN)
     division = F.substring(code, 3, 6)
     rules = number_reasons(code, column, USCC_PATTERN, uscc_check_character)
+    rules.append(
+        F.when(
+            well_formed & ~F.substring(code, 1, 2).isin(list(AUTHORITY_TYPES)),
+            F.lit(f"{column}.registration_authority"),
+        )
+    )
     if city_division_codes is not None:
         inside = division.isin(city_divisions(city_division_codes))
         rules.append(

@@ -20,6 +20,64 @@ HEZHOU = ["451100", "451102", "451103", "451121", "451122", "451123"]
 # 91451102MA5NQ3RT9 weighted by 3^i mod 31 sums to 2929; 2929 mod 31 = 15; 31 - 15 = 16 → 'G'.
 BABU_COMPANY = "91451102MA5NQ3RT9G"
 BEIJING_COMPANY = "91110000600037341L"  # stdnum's own doctest example
+# GB 32100-2015 附录 A, written out again by hand from the standard (not from pipelines'
+# table): the registration authority and entity type pairs, numeric and lettered.
+NUMERIC_PAIRS = frozenset(
+    [
+        "11",
+        "12",
+        "13",
+        "19",
+        "21",
+        "29",
+        "31",
+        "32",
+        "33",
+        "34",
+        "35",
+        "39",
+        "41",
+        "49",
+        "51",
+        "52",
+        "53",
+        "59",
+        "61",
+        "62",
+        "69",
+        "71",
+        "72",
+        "79",
+        "81",
+        "89",
+        "91",
+        "92",
+        "93",
+    ]
+)
+LETTER_PAIRS = frozenset(["A1", "A9", "N1", "N2", "N3", "N9", "Y1"])
+
+
+def oracle(code: str | None) -> bool:
+    """Valid under GB 32100: python-stdnum for the numeric authorities it covers, with the
+    standard's authority/type pairs required; for a lettered authority, which stdnum refuses
+    outright, stdnum's own compaction and check character with the same rules for the rest."""
+    if code is None:
+        return False
+    if uscc.is_valid(code):
+        return uscc.compact(code)[:2] in NUMERIC_PAIRS
+    try:
+        compact = uscc.compact(code)
+    except Exception:  # noqa: BLE001 - stdnum raises its own errors for unusable input
+        return False
+    return (
+        len(compact) == 18
+        and compact[:2] in LETTER_PAIRS
+        and compact[2:8].isascii()
+        and compact[2:8].isdigit()
+        and all(c in ALPHABET for c in compact[8:])
+        and uscc.calc_check_digit(compact[:17]) == compact[17]
+    )
 
 
 def checked(spark, codes: list[str | None], city_division_codes: list[str] | None = None):
@@ -70,7 +128,7 @@ def random_codes(count: int, seed: int) -> list[str]:
 def test_uscc_checks_agree_with_stdnum_on_thousands_of_codes(spark):
     codes = random_codes(5000, seed=32100)
     rows = checked(spark, codes)
-    expected = [uscc.is_valid(c) for c in codes]
+    expected = [oracle(c) for c in codes]
     assert 0.3 < sum(expected) / len(codes) < 0.8  # both outcomes well represented
     disagreements = [
         (code, row["code_reasons"])
@@ -133,32 +191,56 @@ def test_fullwidth_blank_lowercase_and_hyphen_are_repaired(spark):
         ("91451102MA5OQ3RT9G", ["code.format"]),
         ("91451102MA5NQ3RT9Ｚ", ["code.format"]),  # full-width Z: still not in the alphabet
         ("91451102MA5NQ3RT9#", ["code.format"]),
-        ("A1110000600037341L", ["code.format"]),  # stdnum's doctest: letters only from position 9
+        ("I1451102MA5NQ3RT9G", ["code.format"]),  # I is no authority: not in the alphabet
+        ("B1110000600037341J", ["code.registration_authority"]),  # B: no such authority
+        ("94451102MA5NQ3RT97", ["code.registration_authority"]),  # 工商 has no type 4
+        ("N4451121MF0012345K", ["code.registration_authority"]),  # 农业 has no type 4
         ("91451102MA5NQ3RT9H", ["code.check_character"]),
         ("91451102MA5NQ3RT90", ["code.check_character"]),
         ("91451102MA5NQ3TR9G", ["code.check_character"]),  # two characters swapped
     ],
 )
 def test_reason_codes(spark, code, reasons):
-    expected_valid = code is not None and uscc.is_valid(code)
+    expected_valid = oracle(code)
     (row,) = checked(spark, [code])
     assert row["code_reasons"] == reasons
     assert not expected_valid
     derived = (row["code_authority"], row["code_entity_type"], row["code_division"])
-    if reasons == ["code.check_character"]:  # well formed: the fields still say what it claims
-        assert derived == ("9", "1", "451102")
+    if reasons in (["code.check_character"], ["code.registration_authority"]):
+        # well formed: the fields still say what the code claims
+        assert derived == (code[0], code[1], code[2:8])
     else:
         assert derived == (None, None, None)
 
 
-def test_authority_letters_of_gb32100_are_rejected_like_stdnum(spark):
+# Lettered registration authorities, each code worked out by hand: the check character is
+# 31 - (Σ value(c_i) · 3^i mod 31) mod 31 over the 17 characters (A=10, N=22, Y=30), e.g. for
+# N2451121MF0012345: N(22)·1 + 2·3 + 4·9 + 5·27 + 1·19 + 1·26 + 2·16 + 1·17 + M(21)·20
+# + F(15)·29 + 0·25 + 0·13 + 1·8 + 2·24 + 3·10 + 4·30 + 5·28 = 1494; 1494 mod 31 = 6;
+# 31 - 6 = 25 → 'R' (the 26th character of the alphabet).
+LETTERED = {
+    "N2451121MF0012345R": ("N", "2", "451121"),  # 昭平县 村级集体经济组织 (a village collective)
+    "N1451123MF00A0B1C1": ("N", "1", "451123"),  # 富川 组级集体经济组织
+    "N3451102MF00000172": ("N", "3", "451102"),  # 八步区 乡镇级集体经济组织
+    "Y1451100MA5K0A1B2H": ("Y", "1", "451100"),  # 其他
+    "A1110000MB0012345D": ("A", "1", "110000"),  # 军队事业单位
+}
+
+
+def test_lettered_authorities_of_gb32100_are_valid(spark):
     """GB 32100 gives 'N' (农业: 农村集体经济组织), 'Y' (其他) and 'A' (军队) as registration
-    authorities; stdnum.cn.uscc rejects any letter in positions 1–8, and so do we, on purpose, to
-    agree with the oracle. If this changes, change USCC_PATTERN and this test together."""
-    bodies = ["N2451121MF0012345", "Y1451100MA5K0A1B2", "A1110000MB0012345"]
-    codes = [b + uscc.calc_check_digit(b) for b in bodies]
-    assert not any(uscc.is_valid(c) for c in codes)
-    assert [r["code_reasons"] for r in checked(spark, codes)] == [["code.format"]] * 3
+    authorities; stdnum.cn.uscc refuses any letter in positions 1–8, so here the hand-checked
+    table is the oracle, and stdnum's check-character arithmetic agrees with each entry."""
+    codes = list(LETTERED)
+    assert not any(uscc.is_valid(c) for c in codes)  # what stdnum cannot judge
+    assert all(uscc.calc_check_digit(c[:17]) == c[17] for c in codes)
+    rows = checked(spark, codes)
+    assert [r["code_reasons"] for r in rows] == [[]] * len(codes)
+    assert [(r["code_authority"], r["code_entity_type"], r["code_division"]) for r in rows] == list(
+        LETTERED.values()
+    )
+    wrong = [c[:17] + ("0" if c[17] != "0" else "1") for c in codes]
+    assert [r["code_reasons"] for r in checked(spark, wrong)] == [["code.check_character"]] * 5
 
 
 def test_division_outside_city_only_when_city_codes_are_given(spark):
@@ -238,12 +320,12 @@ def credit_codes(draw) -> str:
 )
 @given(codes=st.lists(credit_codes(), min_size=250, max_size=250))
 def test_uscc_checks_agree_with_stdnum_property(spark, codes):
-    """Over 3,000 generated codes (12 batches of 250): valid for us exactly when
-    stdnum.cn.uscc.is_valid says so."""
+    """Over 3,000 generated codes (12 batches of 250): valid for us exactly when the oracle
+    (stdnum, with the standard's table) says so."""
     rows = checked(spark, codes)
     disagreements = [
         (code, row["code_reasons"])
         for code, row in zip(codes, rows, strict=True)
-        if (row["code_reasons"] == []) != uscc.is_valid(code)
+        if (row["code_reasons"] == []) != oracle(code)
     ]
     assert disagreements == []
