@@ -292,8 +292,8 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
             channel: 办理渠道
             accepted_at: 受理时间
             finished_at: 办结时间
-            statutory_days: 法定时限（工作日，按自然日计）
-            deadline_at: accepted_at + statutory_days
+            statutory_days: 法定时限（工作日）
+            deadline_at: 办结期限, end of the statutory_days-th 法定工作日 after acceptance (citylake.workdays)
             handling_hours: hours from acceptance to finish (or to the as-of date while open)
             is_finished: 已办结
             is_overdue: finished after the deadline, or open past it on the as-of date

@@ -1,7 +1,7 @@
 """政务服务 Service data: cases (办件), 12345 hotline tickets and 好差评 evaluations.
 
-A case's deadline is its acceptance time plus its statutory days (counted as calendar days: the
-extract carries no working-day calendar, so this is the lenient reading); it is overdue when it
+A case's deadline is the end of the n-th 法定工作日 after the day it was accepted, n its statutory
+days (citylake.workdays: China's holidays and make-up working days); it is overdue when it
 finished after the deadline, or is still open past it on the as-of date (end of that day).
 """
 
@@ -16,6 +16,7 @@ from base_libraries.catalog import gold_table
 from base_libraries.credit import subject_key
 from base_libraries.inputs import BuildInputs
 from base_libraries.population import current
+from citylake import workdays
 from pipelines.standardize import map_codes
 
 CASE = "service__case"
@@ -29,14 +30,40 @@ def _hours(start: F.Column, end: F.Column) -> F.Column:
 
 
 def _end_of(as_of: dt.date) -> F.Column:
-    return F.lit(dt.datetime.combine(as_of, dt.time(23, 59, 59)))
+    """23:59:59 of as_of on the city's clock (the session time zone), whatever this machine's."""
+    return F.to_timestamp(F.lit(f"{as_of.isoformat()} 23:59:59"))
+
+
+# The working-day calendar reaches from the first year chinese-calendar knows to a year past the
+# as-of date (no statutory limit is longer); a case accepted earlier gets no deadline.
+CALENDAR_FROM = dt.date(2004, 1, 1)
+CALENDAR_AHEAD = dt.timedelta(days=366)
+
+
+def with_workday_deadline(frame: DataFrame, start: str, days: str, as_of: dt.date) -> DataFrame:
+    """frame + deadline_at: the end (23:59:59) of the `days`-th working day after the day of
+    `start`. Two broadcast joins with the calendar's working-day ordinals, no UDF."""
+    rows = workdays.calendar(CALENDAR_FROM, as_of + CALENDAR_AHEAD)
+    spark = frame.sparkSession
+    cal = spark.createDataFrame(rows, "day date, is_workday boolean, ordinal int")
+    starts = F.broadcast(cal.select(F.col("day").alias("_start_day"), F.col("ordinal").alias("_o")))
+    ends = F.broadcast(
+        cal.where("is_workday").select(F.col("day").alias("_end_day"), F.col("ordinal").alias("_e"))
+    )
+    n = F.col(days).cast("int")
+    joined = frame.join(starts, F.to_date(F.col(start)) == F.col("_start_day"), "left").join(
+        ends, (F.col("_o") + n == F.col("_e")) & (n > 0), "left"
+    )
+    day = F.when(n == 0, F.col("_start_day")).otherwise(F.col("_end_day"))
+    end_of_day = F.to_timestamp(F.concat(day.cast("string"), F.lit(" 23:59:59")))
+    return joined.withColumn("deadline_at", end_of_day).drop("_start_day", "_o", "_end_day", "_e")
 
 
 def build_case(inputs: BuildInputs) -> DataFrame:
     now = _end_of(inputs.as_of)
-    deadline = F.col("accepted_at") + F.make_dt_interval(F.col("statutory_days").cast("int"))
+    cases = current(inputs.silver["zhengwu__service_cases"])
     return (
-        current(inputs.silver["zhengwu__service_cases"])
+        with_workday_deadline(cases, "accepted_at", "statutory_days", inputs.as_of)
         .withColumn(
             "applicant_key",
             subject_key(
@@ -45,7 +72,6 @@ def build_case(inputs: BuildInputs) -> DataFrame:
                 F.col("applicant_id_number"),
             ),
         )
-        .withColumn("deadline_at", deadline)
         .withColumn("is_finished", F.col("finished_at").isNotNull())
         .withColumn(
             "handling_hours", _hours(F.col("accepted_at"), F.coalesce(F.col("finished_at"), now))
