@@ -9,7 +9,7 @@ PY := .venv/bin/python
 bootstrap:  ## create or update .venv, .venv-superset and the Delta jars (idempotent)
 	@scripts/bootstrap.sh
 
-system-deps:  ## Debian packages the browser tests and the production profile need (root)
+system-deps:  ## Debian packages the tests need (chromium, CJK fonts, PostgreSQL); installs what is missing
 	@scripts/system-deps.sh
 
 run:  ## bootstrap, sample city if the landing zone is empty, start everything, run the pipeline
@@ -21,13 +21,13 @@ stop:  ## stop exactly what `make run` started (by PID file)
 sample: bootstrap  ## write a sample city into the landing zone (SCALE=1.0 for the whole city)
 	@.venv/bin/citylake sample --scale $(SCALE)
 
-test: bootstrap  ## every test: unit, DAGs, end to end, Airflow, browser
+test: bootstrap system-deps  ## every test: unit, DAGs, end to end, Airflow, browser, cluster, PostgreSQL
 	@$(PY) -m pytest
 
 test-fast: bootstrap  ## the tests that need no JVM, Airflow or browser
 	@$(PY) -m pytest -m "not spark and not airflow and not browser and not cluster and not production"
 
-lint:
+lint: bootstrap  ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 format:

@@ -150,40 +150,119 @@ def publish() -> None:
     console.print_json(json.dumps(flow.publish(), ensure_ascii=False))
 
 
+class _RunDisplay:
+    """What a waiting user sees: each task as it finishes (state, duration), and one live line
+    with the elapsed time, the tasks done, and what is running now."""
+
+    MARKS = {"success": "[green]✓", "skipped": "[dim]–", "failed": "[red]✗"}
+
+    def __init__(self, dag_id: str, day: dt.date):
+        self.dag_id, self.day = dag_id, day
+        self.started = dt.datetime.now()
+        self.reported: set[str] = set()
+        self.status = console.status(self._line([]))
+
+    def _line(self, running: list[str]) -> str:
+        elapsed = str(dt.datetime.now() - self.started).split(".")[0]
+        now = ", ".join(running[:3]) + (f" +{len(running) - 3}" if len(running) > 3 else "")
+        return f"{self.dag_id} {self.day}  {elapsed}  {len(self.reported)} done" + (
+            f"  运行中 running: {now}" if now else "  waiting for the scheduler"
+        )
+
+    def __call__(self, instances: list[dict]) -> None:
+        finished = sorted(
+            (
+                ti
+                for ti in instances
+                if ti["state"] in ("success", "skipped", "failed", "upstream_failed")
+            ),
+            key=lambda ti: ti.get("end_date") or "",
+        )
+        for ti in finished:
+            if ti["task_id"] in self.reported:
+                continue
+            self.reported.add(ti["task_id"])
+            seconds = ti.get("duration")
+            took = f"{seconds:7.1f} s" if seconds is not None else "        "
+            mark = self.MARKS.get(ti["state"], "[red]✗")
+            console.print(f"  {mark} {ti['task_id']:<52}[/] {took}  {ti['state']}")
+        running = sorted(ti["task_id"] for ti in instances if ti["state"] == "running")
+        self.status.update(self._line(running))
+
+
 @app.command("airflow-run")
 def airflow_run(
     dag: Annotated[str, typer.Option(help="DAG id")] = "citylake_city",
     date: DateOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600,
-    every_dag: Annotated[
+    if_new: Annotated[
         bool,
         typer.Option(
-            "--all",
-            help="The city DAG, then every ingest, build and quality DAG, each triggered once",
+            "--if-new",
+            help="Do nothing when the day's run succeeded already and nothing new was delivered",
         ),
     ] = False,
 ) -> None:
-    """Trigger a DAG run through Airflow's REST API and wait for it to finish."""
-    from citylake.orchestration import run_every_dag, trigger_and_wait
+    """Trigger a DAG run through Airflow's REST API and follow it task by task to its end."""
+    from citylake import orchestration as orch
 
     # Midnight of that day; trigger reads a naive time on the city's clock, the logical date of
     # the scheduled run for that day, so it takes that run instead of adding another.
     logical = dt.datetime.combine(_date(date), dt.time())
-    if every_dag:
-        with console.status(f"every DAG for {logical.date()} running in Airflow"):
-            states = run_every_dag(logical, timeout)
-        table = Table("DAG", "状态 state")
-        for dag_id, state in states.items():
-            table.add_row(dag_id, f"[{'green' if state == 'success' else 'red'}]{state}[/]")
-        console.print(table)
-        if any(state != "success" for state in states.values()):
-            raise typer.Exit(1)
-        return
-    with console.status(f"{dag} for {logical.date()} running in Airflow"):
-        state = trigger_and_wait(dag, logical, timeout)
-    console.print(f"{dag} {logical.date()}: [bold]{state}[/]")
+    if if_new and orch.last_run_state(dag, logical) == "success":
+        from pipelines import flow
+
+        waiting = flow.pending(logical.date())
+        if not waiting:
+            console.print(
+                f"[green]nothing new delivered[/] for {logical.date()} (没有新交付): {dag} "
+                "ran successfully for it already; the lake and the serving file are current"
+            )
+            return
+        files = sum(len(f) for f in waiting.values())
+        console.print(f"{files} new file(s) delivered for {logical.date()}: {', '.join(waiting)}")
+    display = _RunDisplay(dag, logical.date())
+    with orch.client() as api, display.status:
+        run_id = orch.trigger(api, dag, logical)
+        state = orch.wait(api, dag, run_id, timeout, poll_s=2.0, on_poll=display)
+    elapsed = str(dt.datetime.now() - display.started).split(".")[0]
+    colour = "green" if state == "success" else "red"
+    console.print(f"{dag} {logical.date()}: [bold {colour}]{state}[/] in {elapsed}")
     if state != "success":
+        console.print("the failed tasks and their logs: [bold]citylake status[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def summary() -> None:
+    """What the serving file holds: as-of date, rows per gold table, quarantined rows."""
+    import duckdb
+
+    env, _, _ = settings()
+    if not env.serving_file.exists():
+        err.print(f"no serving file at {env.serving_file} yet: run the pipeline first")
+        raise typer.Exit(1)
+    with duckdb.connect(str(env.serving_file), read_only=True) as con:
+        as_of, published = con.execute("SELECT as_of, published_at FROM serving_info").fetchone()
+        tables = con.execute(
+            "SELECT table_name, library, gold_version, rows FROM serving_tables ORDER BY 2, 1"
+        ).fetchall()
+        files, delivered = con.execute(
+            "SELECT coalesce(sum(files), 0), coalesce(sum(rows_delivered), 0)"
+            " FROM health_deliveries"
+        ).fetchone()
+        findings = con.execute("SELECT coalesce(sum(rows), 0) FROM health_quarantine").fetchone()[0]
+    table = Table(
+        "gold table 金库表", "library 基础库", Column("version", justify="right"),
+        Column("rows 行数", justify="right"), title=f"serving file as of {as_of} (published {published:%Y-%m-%d %H:%M})",
+    )  # fmt: skip
+    for name, library, version, rows in tables:
+        table.add_row(name, library, str(version), f"{rows:,}")
+    console.print(table)
+    console.print(
+        f"delivered 交付: {files:,} files, {delivered:,} rows; quarantine findings 隔离原因 "
+        f"(row × reason): {findings:,} — `citylake report <department>` explains them"
+    )
 
 
 @app.command()
@@ -252,7 +331,7 @@ def trace(
     from pipelines.lineage import trace as find
 
     env, _, contracts = settings()
-    hits = find(Lake(get_spark(env), env), contracts, key, as_of)
+    hits = find(Lake(env, get_spark(env)), contracts, key, as_of)
     shown = key if clear else f"{key[:4]}{'*' * (len(key) - 8)}{key[-4:]}"
     when = f" as of {as_of}" if as_of else ""
     table = Table(title=f"溯源 trace {shown}{when}: {len(hits)} rows")
@@ -285,9 +364,9 @@ def history(
 
     env, _, _ = settings()
     layer, _, name = table.partition(".")
-    lake = Lake(get_spark(env), env)
+    lake = Lake(env, get_spark(env))
     if not lake.exists(layer, name):
-        raise CityLakeError(f"{table}: no such Delta table under {env.lake}")
+        raise CityLakeError(f"{table}: no such Delta table under {env.lake_root}")
     rows = lake.spark.sql(
         f"DESCRIBE HISTORY delta.`{lake.path(layer, name)}` LIMIT {int(limit)}"
     ).collect()

@@ -4,16 +4,18 @@ API v2.
 Every DAG is generated here from conf/sources/*.yaml and base_libraries/catalog.py; nobody keeps a
 list of sources or tables by hand:
 
-    citylake_ingest_<source_id>   one per source contract, on its delivery frequency (daily, weekly,
-                                  monthly, in Asia/Shanghai) or on demand: ingest → standardize;
-                                  updates the Asset citylake://silver/<silver table>
-    citylake_build_<library>      one per base library, scheduled on the Assets its tables read
-                                  (silver, and gold of other libraries); builds its gold tables in
-                                  catalog order; updates citylake://gold/<table>
-    citylake_quality_publish      scheduled on the gold Assets: the Great Expectations gate of each
-                                  table that changed, then the serving file
     citylake_city                 daily: the whole chain for one logical date (ingest, standardize,
-                                  build, gate, publish, freshness), so a backfill of day D redoes D
+                                  build, gate, publish, freshness), so a backfill of day D redoes D;
+                                  it produces no Asset, so no other DAG runs because of it
+    citylake_ingest_<source_id>   one per source contract, on demand (a delivery after the day's
+                                  run, a one-source backfill): ingest → standardize; updates the
+                                  Asset citylake://silver/<silver table>
+    citylake_build                scheduled on the silver Assets: every gold table planned in
+                                  catalog order (unchanged inputs: skipped), gates, serving file
+    citylake_quality_publish      on demand: the gate of every gold table, then the serving file
+
+One day's work is done once, by one DAG run; the build and publish steps are idempotent and
+serialized by locks (citylake.locks), so two DAGs reaching them at once cannot interleave.
 
 The DAG files in dags/ call the factory and nothing else. This module is imported when Airflow
 parses them, so it stays cheap: configuration and the catalog only; airflow.sdk is imported inside
@@ -61,21 +63,16 @@ ALERTS_LOG = Path("log") / "alerts.log"
 # receives one JSON document per alert (a chat robot, a pager gateway...).
 ALERT_LOG_VARIABLE = "CITYLAKE_ALERT_LOG"
 ALERT_WEBHOOK_VARIABLE = "CITYLAKE_ALERT_WEBHOOK"
-RUN_LOG_TABLE = "run_log"  # ops.run_log
-RUN_LOG_SCHEMA = (
-    "logged_at timestamp, dag_id string, task_id string, run_id string, logical_date string, "
-    "try_number int, state string, error_type string, error string, is_transient boolean"
-)
+RUN_LOG_TABLE = "run_log"  # ops.run_log (pipelines/ops.py)
 
 CITY_DAG_ID = "citylake_city"
 QUALITY_DAG_ID = "citylake_quality_publish"
 INGEST_DAG_PREFIX = "citylake_ingest_"
-BUILD_DAG_PREFIX = "citylake_build_"
+BUILD_DAG_ID = "citylake_build"
 
-# Each source's delivery frequency as a cron schedule in the city's time zone. A weekly source
-# delivers any day of the week (the Monday run takes the week before), a monthly one any day of
-# the month (the run on the 1st takes the month before).
-FREQUENCY_CRON = {"daily": "0 0 * * *", "weekly": "0 0 * * 1", "monthly": "0 0 1 * *"}
+# The city DAG runs once a day, in the city's time zone; a weekly or monthly source delivers on
+# any day of its period, and the run of that day takes it (other days skip it).
+DAILY_CRON = "0 0 * * *"
 
 
 class Tag(enum.StrEnum):
@@ -125,23 +122,9 @@ def source_ids() -> list[str]:
     return sorted(contracts())
 
 
-def library_sources(library: str) -> list[str]:
-    """Source ids that feed a base library's gold tables (base_libraries.catalog), sorted."""
-    return catalog.library_sources(library)
-
-
-def libraries() -> list[str]:
-    """Base libraries that have gold tables, in catalog order."""
-    return list(dict.fromkeys(t.library for t in catalog.build_order()))
-
-
 def gold_tables(library: str | None = None) -> list[str]:
     """Gold tables (of one library), in catalog order: each after the gold tables it reads."""
     return [t.name for t in catalog.build_order() if library is None or t.library == library]
-
-
-def gold_asset_uri(table: str) -> str:
-    return catalog.gold_table(table).asset_uri
 
 
 def silver_asset_uri(silver_table: str) -> str:
@@ -153,26 +136,8 @@ def source_asset_uri(source_id: str) -> str:
     return silver_asset_uri(contracts()[source_id].silver_table)
 
 
-def table_input_uris(table: str) -> list[str]:
-    """Assets a gold table reads: the silver tables of its sources and the gold tables it reads."""
-    spec = catalog.gold_table(table)
-    uris = [source_asset_uri(s) for s in spec.sources] + [gold_asset_uri(g) for g in spec.gold]
-    return list(dict.fromkeys(uris))
-
-
-def library_input_uris(library: str) -> list[str]:
-    """Assets that schedule a library's build DAG: its tables' inputs, minus its own gold tables."""
-    own = {gold_asset_uri(t) for t in gold_tables(library)}
-    uris = [u for t in gold_tables(library) for u in table_input_uris(t) if u not in own]
-    return sorted(set(uris))
-
-
 def ingest_dag_id(source_id: str) -> str:
     return f"{INGEST_DAG_PREFIX}{source_id}"
-
-
-def build_dag_id(library: str) -> str:
-    return f"{BUILD_DAG_PREFIX}{library}"
 
 
 # ----------------------------------------------------------------------------- run dates
@@ -214,35 +179,6 @@ def _event_days(triggering: Any) -> list[dt.date]:
         if value:
             days.append(dt.date.fromisoformat(value))
     return days
-
-
-def delivery_days(context: Mapping[str, Any], frequency: str) -> list[dt.date]:
-    """The delivery days a run of an ingest step takes.
-
-    A scheduled or backfill run of a weekly or monthly source takes every day of its data interval
-    (a delivery may land any day of the week or month); anything else takes its partition date.
-    """
-    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if frequency != "daily" and run_type in {"scheduled", "backfill"} and start and end:
-        first, last = _city_day(start), _city_day(end)
-        return [first + dt.timedelta(days=n) for n in range((last - first).days)] or [first]
-    return [partition_date(context)]
-
-
-def redundant_run(context: Mapping[str, Any]) -> bool:
-    """An asset-triggered run whose every event came from the city DAG: that run did the work."""
-    events = _events(context.get("triggering_asset_events"))
-    return bool(events) and all(getattr(e, "source_dag_id", None) == CITY_DAG_ID for e in events)
-
-
-def changed_gold_tables(context: Mapping[str, Any]) -> set[str] | None:
-    """Gold tables named by the triggering asset events; None when the run was not asset-triggered."""
-    events = _events(context.get("triggering_asset_events"))
-    if not events:
-        return None
-    by_uri = {t.asset_uri: t.name for t in catalog.GOLD_TABLES}
-    return {by_uri[e.asset.uri] for e in events if getattr(e.asset, "uri", None) in by_uri}
 
 
 # ----------------------------------------------------------------------------- errors and alerts
@@ -316,14 +252,12 @@ def alert_log_path() -> Path:
 
 
 def write_run_log(records: Iterable[Mapping[str, Any]]) -> None:
-    """Append rows to ops.run_log (Delta), the pipeline dashboard's record of failures and retries."""
-    from citylake.spark import get_spark
+    """Append rows to ops.run_log (Delta, written by delta-rs: no Spark session for an alert),
+    the pipeline dashboard's record of failures and retries."""
+    from pipelines import ops
     from pipelines.lake import Lake
 
-    env = load_environment()
-    spark = get_spark(env)
-    rows = [{**r, "logged_at": r["logged_at"].replace(tzinfo=None)} for r in records]
-    Lake(spark, env).append(spark.createDataFrame(rows, RUN_LOG_SCHEMA), "ops", RUN_LOG_TABLE)
+    ops.append(Lake(load_environment()), ops.RUN_LOG, [dict(r) for r in records])
 
 
 def _record_run_log(record: Mapping[str, Any]) -> None:
@@ -439,7 +373,7 @@ def delivered_days(source_id: str, days: Iterable[dt.date]) -> list[dt.date]:
 
 def _days_to_take(source_id: str, context: Mapping[str, Any]) -> list[dt.date]:
     contract = contracts()[source_id]
-    days = delivery_days(context, contract.frequency)
+    days = [partition_date(context)]
     if contract.frequency == "daily":
         return days  # a missing daily delivery is an incident: flow.ingest says so and fails
     delivered = delivered_days(source_id, days)
@@ -461,43 +395,29 @@ def standardize_task(source_id: str) -> list[dict]:
     context = _context()
     days = _days_to_take(source_id, context)
     results = [_call("standardize", source_id, day) for day in days]
-    _set_event(
-        context,
-        source_asset_uri(source_id),
-        {"date": max(days).isoformat(), "source_id": source_id},
-    )
+    if context.get("outlet_events") is not None and context["dag"].dag_id != CITY_DAG_ID:
+        _set_event(
+            context,
+            source_asset_uri(source_id),
+            {"date": max(days).isoformat(), "source_id": source_id},
+        )
     return results
 
 
 def build_task(table: str) -> dict:
-    """silver (+ gold it reads) → gold.<table> as of the run's day; updates the Asset."""
-    context = _context()
-    if redundant_run(context):
-        _skip(f"{CITY_DAG_ID} already built {table} for these deliveries")
-    as_of = partition_date(context)
-    result = _call("build", table, as_of)
-    _set_event(context, gold_asset_uri(table), {"date": as_of.isoformat(), "table": table})
-    return result
+    """silver as of the run's day (+ gold it reads) → gold.<table>; skipped when nothing changed."""
+    return _call("build", table, partition_date(_context()))
 
 
 def quality_task(table: str) -> dict:
     """Great Expectations gate; a failed hard check fails the task and blocks publication."""
-    context = _context()
-    if redundant_run(context):
-        _skip(f"{CITY_DAG_ID} already checked {table}")
-    changed = changed_gold_tables(context)
-    if changed is not None and table not in changed:
-        _skip(f"gold.{table} did not change in the events that triggered this run")
     return _call("check_quality", table)
 
 
 def publish_task() -> dict:
     """gate-passed gold → the DuckDB serving file, swapped in atomically; the links between the
     libraries measured as of the run's day."""
-    context = _context()
-    if redundant_run(context):
-        _skip(f"{CITY_DAG_ID} already published")
-    return _call("publish", partition_date(context))
+    return _call("publish", partition_date(_context()))
 
 
 def overdue_sources(as_of: dt.date) -> list[dict]:
@@ -587,114 +507,109 @@ def _ingest_pair(source_id: str, outlets: bool):
     return standardized
 
 
+def _build_gate_publish(standardized: Mapping[str, Any]) -> Any:
+    """build_<t> (after the silver and gold it reads) → quality_<t> → publish_serving.
+
+    standardized maps a source id to the task that standardizes it in this DAG; a gold table
+    whose sources are not in it starts at once. Returns the publish task.
+    """
+    from airflow.sdk import TriggerRule
+
+    publish = _operator(
+        publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
+    )()
+    built: dict[str, Any] = {}
+    for spec in catalog.build_order():
+        # A weekly source skipped today holds nothing back; a failure upstream still does.
+        build = _operator(
+            build_task, f"build_{spec.name}", "build", trigger_rule=TriggerRule.NONE_FAILED
+        )(spec.name)
+        for source in spec.sources:
+            if source in standardized:
+                standardized[source] >> build
+        for gold in spec.gold:
+            built[gold] >> build
+        built[spec.name] = build
+        gate = _operator(quality_task, f"quality_{spec.name}", "quality")(spec.name)
+        build >> gate >> publish
+    return publish
+
+
 def ingest_dag(source_id: str):
-    """citylake_ingest_<source>: on the source's delivery frequency or on demand."""
+    """citylake_ingest_<source>: one source on demand, e.g. a re-delivery between daily runs."""
     contract = contracts()[source_id]
     doc = (
         f"**{contract.title}** ({contract.title_en}), {contract.department_name} "
         f"({contract.department_name_en}), delivers {contract.frequency}.\n\n"
         f"landing → bronze.{source_id} → silver.{contract.silver_table} "
-        f"(Asset `{source_asset_uri(source_id)}`) + quarantine.{source_id}"
+        f"(Asset `{source_asset_uri(source_id)}`) + quarantine.{source_id}.\n\n"
+        f"On demand only: {CITY_DAG_ID} takes every delivery of its day. Trigger this DAG for "
+        "a delivery that arrives after the day's run, or to backfill one source; its Asset "
+        f"then schedules {BUILD_DAG_ID}."
     )
-    dag = _dag(
-        ingest_dag_id(source_id),
-        _daily(FREQUENCY_CRON[contract.frequency]),
-        [Tag.INGEST, Tag(contract.library)],
-        doc,
-    )
+    dag = _dag(ingest_dag_id(source_id), None, [Tag.INGEST, Tag(contract.library)], doc)
     with dag:
         _ingest_pair(source_id, outlets=True)
     return dag
 
 
-def build_dag(library: str):
-    """citylake_build_<library>: when any Asset its tables read is updated, in catalog order."""
+def build_dag():
+    """citylake_build: when an on-demand ingest updates silver, every gold table that it changes."""
     from airflow.sdk import Asset, AssetAny
 
-    tables = gold_tables(library)
-    inputs = library_input_uris(library)
+    inputs = sorted({source_asset_uri(s) for s in source_ids()})
     doc = (
-        f"**{catalog.LIBRARY_TITLES[library]}**: builds "
-        + ", ".join(f"gold.{t}" for t in tables)
-        + " in catalog order, when any of "
-        + ", ".join(f"`{u}`" for u in inputs)
-        + " is updated."
+        "Runs when an on-demand ingest DAG updates a silver Asset. Every gold table is planned in "
+        "catalog order; a table whose inputs (silver versions as of the day, code) did not change "
+        "is skipped in a second, so only what the new delivery reaches is rebuilt. Then the "
+        "gates of what changed and the serving file. It produces no Asset: nothing cascades."
     )
-    schedule = AssetAny(*(Asset(u) for u in inputs)) if inputs else None
-    dag = _dag(build_dag_id(library), schedule, [Tag.BUILD, Tag(library)], doc)
+    dag = _dag(BUILD_DAG_ID, AssetAny(*(Asset(u) for u in inputs)), [Tag.BUILD], doc)
     with dag:
-        previous = None
-        for table in tables:
-            built = _operator(
-                build_task, f"build_{table}", "build", outlets=[Asset(gold_asset_uri(table))]
-            )(table)
-            if previous is not None:
-                previous >> built
-            previous = built
+        _build_gate_publish({})
     return dag
 
 
 def quality_publish_dag():
-    """citylake_quality_publish: the gate of each gold table that changed, then the serving file."""
-    from airflow.sdk import Asset, AssetAny, TriggerRule
+    """citylake_quality_publish: on demand, the gate of every gold table, then the serving file."""
+    from airflow.sdk import TriggerRule
 
-    tables = gold_tables()
     doc = (
-        "Great Expectations gate of every gold table whose Asset was updated (all of them when "
-        "run on demand); a failed hard check fails its task and blocks publication. Then the "
-        "DuckDB serving file, built from gate-passed versions and swapped in atomically."
+        "On demand: the Great Expectations gate of every gold table (a version already judged is "
+        "not judged again), then the DuckDB serving file from the newest gate-passed version of "
+        "each table, swapped in atomically. A newer version not gated yet waits for its gate."
     )
-    schedule = AssetAny(*(Asset(gold_asset_uri(t)) for t in tables))
-    dag = _dag(QUALITY_DAG_ID, schedule, [Tag.QUALITY], doc)
+    dag = _dag(QUALITY_DAG_ID, None, [Tag.QUALITY], doc)
     with dag:
         publish = _operator(
             publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
         )()
-        for table in tables:
+        for table in gold_tables():
             _operator(quality_task, f"quality_{table}", "quality")(table) >> publish
     return dag
 
 
 def city_dag():
     """citylake_city: the whole day for one logical date, every source to the serving file."""
-    from airflow.sdk import Asset, TriggerRule
+    from airflow.sdk import TriggerRule
 
     doc = (
         "The city's day: every source's deliveries of the logical date D are ingested and "
         "standardized, every gold table is built as of D (each after the silver and gold tables "
         "it reads), gated, and the serving file published; then the sources that missed their "
         "delivery window are reported. Rerunning or backfilling D reproduces D: ingest skips "
-        "files already in ops.ingest_manifest, silver MERGEs by key, gold is rebuilt whole.\n\n"
-        "Its tasks update the same Assets as the ingest and build DAGs; the DAGs scheduled on "
-        "them see that this run did the work and skip."
+        "files already in ops.ingest_manifest, silver applies batches in delivery order from its "
+        "ledger (a late or replayed day is rewound and replayed), gold reads silver as of D.\n\n"
+        "It produces no Assets, so no other DAG runs because of it; it is the one pass."
     )
-    dag = _dag(CITY_DAG_ID, _daily(FREQUENCY_CRON["daily"]), [Tag.CITY], doc)
+    dag = _dag(CITY_DAG_ID, _daily(DAILY_CRON), [Tag.CITY], doc)
     with dag:
-        standardized = {s: _ingest_pair(s, outlets=True) for s in source_ids()}
+        standardized = {s: _ingest_pair(s, outlets=False) for s in source_ids()}
         freshness = _operator(
             freshness_task, "check_freshness", "freshness", trigger_rule=TriggerRule.ALL_DONE
         )()
         list(standardized.values()) >> freshness
-        publish = _operator(
-            publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
-        )()
-        built = {}
-        for spec in catalog.build_order():
-            # A weekly source skipped today holds nothing back; a failure upstream still does.
-            build = _operator(
-                build_task,
-                f"build_{spec.name}",
-                "build",
-                trigger_rule=TriggerRule.NONE_FAILED,
-                outlets=[Asset(spec.asset_uri)],
-            )(spec.name)
-            for source in spec.sources:
-                standardized[source] >> build
-            for gold in spec.gold:
-                built[gold] >> build
-            built[spec.name] = build
-            gate = _operator(quality_task, f"quality_{spec.name}", "quality")(spec.name)
-            build >> gate >> publish
+        _build_gate_publish(standardized)
     return dag
 
 
@@ -703,7 +618,7 @@ def generate(kind: str) -> dict[str, Any]:
     if kind == "ingest":
         dags = [ingest_dag(s) for s in source_ids()]
     elif kind == "build":
-        dags = [build_dag(library) for library in libraries()]
+        dags = [build_dag()]
     elif kind == "quality":
         dags = [quality_publish_dag()]
     elif kind == "city":
@@ -838,15 +753,19 @@ def wait(
     timeout_s: float,
     poll_s: float = 5.0,
     scheduler_grace_s: float = SCHEDULER_GRACE_S,
+    on_poll: Callable[[list[dict]], None] | None = None,
 ) -> str:
     """Poll a run until it is success or failed. Raises AirflowError after timeout_s, or as soon
-    as the scheduler has not heartbeated for scheduler_grace_s: no run moves without it."""
+    as the scheduler has not heartbeated for scheduler_grace_s: no run moves without it.
+    on_poll, when given, sees the run's task instances at every poll (a progress display)."""
     deadline = time.monotonic() + timeout_s
     silent_since = None
     while True:
         response = api.get(f"/dags/{dag_id}/dagRuns/{run_id}")
         _raise_for(response, f"get run {dag_id}/{run_id}")
         state = response.json()["state"]
+        if on_poll is not None:
+            on_poll(task_instances(api, dag_id, run_id))
         if state in FINAL_STATES:
             return state
         now = time.monotonic()
@@ -867,10 +786,23 @@ def wait(
         time.sleep(poll_s)
 
 
+def task_instances(api: httpx.Client, dag_id: str, run_id: str) -> list[dict]:
+    """Every task instance of a run (the API pages them, 100 at most per page)."""
+    found: list[dict] = []
+    while True:
+        response = api.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            params={"limit": 100, "offset": len(found)},
+        )
+        _raise_for(response, f"task instances of {dag_id}/{run_id}")
+        body = response.json()
+        found += body["task_instances"]
+        if not body["task_instances"] or len(found) >= body.get("total_entries", 0):
+            return found
+
+
 def task_states(api: httpx.Client, dag_id: str, run_id: str) -> dict[str, str | None]:
-    response = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-    _raise_for(response, f"task instances of {dag_id}/{run_id}")
-    return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+    return {ti["task_id"]: ti["state"] for ti in task_instances(api, dag_id, run_id)}
 
 
 def trigger_and_wait(dag_id: str, logical_date: dt.datetime | None, timeout_s: float) -> str:
@@ -880,49 +812,13 @@ def trigger_and_wait(dag_id: str, logical_date: dt.datetime | None, timeout_s: f
         return wait(api, dag_id, run_id, timeout_s)
 
 
-def run_every_dag(logical_date: dt.datetime, timeout_s: float, poll_s: float = 5.0) -> dict:
-    """Every DAG of the city run once for logical_date, each to a final state (what `make run`
-    shows in the Airflow UI). Returns {dag_id: state}.
-
-    The city DAG goes first and does the day's work; then, wave after wave, the ingest DAGs, the
-    build DAGs and the quality-and-publish DAG are triggered for the same date (which unpauses
-    them). They redo the day idempotently: files already in the manifest are skipped, silver
-    MERGEs to the same rows, gold is rebuilt as of the same date and gated again. Triggered, not
-    left to their Assets: Airflow queues no Asset event for a paused DAG. Once unpaused, a build
-    DAG that reads another library's gold (credit, licence) also runs on that library's new gold
-    Assets; those runs are not waited for here."""
+def last_run_state(dag_id: str, logical_date: dt.datetime) -> str | None:
+    """The state of dag_id's run at logical_date (naive: the city's clock), None when none."""
+    if logical_date.tzinfo is None:
+        logical_date = logical_date.replace(tzinfo=ZoneInfo(CITY_TIMEZONE))
     with client() as api:
-        city = trigger(api, CITY_DAG_ID, logical_date)
-        states = {CITY_DAG_ID: wait(api, CITY_DAG_ID, city, timeout_s, poll_s)}
-        if states[CITY_DAG_ID] != "success":
-            return states
-        waves = [
-            [ingest_dag_id(s) for s in source_ids()],
-            [build_dag_id(library) for library in libraries()],
-            [QUALITY_DAG_ID],
-        ]
-        return states | _run_waves(api, waves, logical_date, timeout_s, poll_s)
-
-
-def _run_waves(
-    api: httpx.Client,
-    waves: list[list[str]],
-    logical_date: dt.datetime,
-    timeout_s: float,
-    poll_s: float,
-) -> dict[str, str]:
-    """Trigger each wave's DAGs for logical_date and wait for all of them before the next wave;
-    stops after a wave with a failed run."""
-    states: dict[str, str] = {}
-    deadline = time.monotonic() + timeout_s
-    for dag_ids in waves:
-        runs = {dag_id: trigger(api, dag_id, logical_date) for dag_id in dag_ids}
-        for dag_id, run_id in runs.items():
-            left = max(deadline - time.monotonic(), poll_s)
-            states[dag_id] = wait(api, dag_id, run_id, left, poll_s)
-        if any(state != "success" for state in states.values()):
-            break
-    return states
+        run = _find_run(api, dag_id, logical_date.isoformat(), 0.0)
+    return None if run is None else run["state"]
 
 
 def last_runs(limit: int = 20) -> list[dict]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on this machine, bound to 127.0.0.1.
 #   1. bootstrap the environments and jars        4. Airflow: api-server, scheduler, dag-processor
-#   2. a sample city if the landing zone is empty 5. the pipeline, run by Airflow through its REST API
-#   3. the Spark Connect server                   6. Superset, provisioned from dashboards/
+#   2. a sample city if the landing zone is empty 5. the city DAG, followed task by task
+#   3. the Spark Connect server                   6. Superset (set up while 5 runs), provisioned
+# A second `make run` with nothing new delivered finds the day's run green and says so.
 # `make stop` stops exactly what this started.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +11,8 @@ cd "$REPO"
 export CITYLAKE_DATA_ROOT=${CITYLAKE_DATA_ROOT:-$REPO/var}
 export SPARK_LOCAL_IP=127.0.0.1 GX_ANALYTICS_ENABLED=false
 SCALE=${SCALE:-0.05}
-say() { printf '\n\033[1;36m[citylake]\033[0m %s\n' "$*"; }
+started=$SECONDS
+say() { printf '\n\033[1;36m[citylake %s]\033[0m %s\n' "$(date -u -d @$((SECONDS - started)) +%M:%S)" "$*"; }
 
 scripts/bootstrap.sh
 if [[ "${CITYLAKE_ENV:-local}" == production ]]; then
@@ -33,20 +35,33 @@ say "Airflow"
 scripts/airflow.sh init
 scripts/airflow.sh start
 
+# Superset's metadata schema and start take a minute of their own: done beside the pipeline.
+mkdir -p "$CITYLAKE_DATA_ROOT/log"
+superset_log=$CITYLAKE_DATA_ROOT/log/superset-setup.log
+(scripts/superset.sh init && scripts/superset.sh start) >"$superset_log" 2>&1 &
+superset_setup=$!
+
+say "the city's day $DATE through Airflow (citylake_city; the other DAGs are for on-demand runs)"
+pipeline=0
+.venv/bin/citylake airflow-run --if-new --date "$DATE" || pipeline=$?
+
 say "Superset"
-scripts/superset.sh init
-scripts/superset.sh start
-
-say "running the city's pipeline for $DATE through Airflow: the city DAG, then every other DAG once"
-.venv/bin/citylake airflow-run --all --date "$DATE"
-
-say "provisioning Superset from dashboards/"
+if ! wait "$superset_setup"; then
+  cat "$superset_log" >&2
+  echo "Superset could not be set up; the log above is also in $superset_log" >&2
+  exit 1
+fi
+if [[ $pipeline -ne 0 ]]; then
+  echo "the pipeline failed (see above and \`.venv/bin/citylake status\`); Superset is up, not provisioned" >&2
+  exit "$pipeline"
+fi
 scripts/superset.sh provision
 
+.venv/bin/citylake summary
 secrets=$CITYLAKE_DATA_ROOT/secrets
 cat <<EOT
 
-CityLake is running (stop it with: make stop)
+CityLake is running after $((SECONDS - started)) s (stop it with: make stop)
   Airflow   http://127.0.0.1:8080   user admin, password in $secrets/airflow_passwords.json (key "admin")
   Superset  http://127.0.0.1:8088   user admin, password in $secrets/superset_admin_password
             城市运行综合指挥 City Operations: http://127.0.0.1:8088/superset/dashboard/city_operations/
@@ -54,6 +69,6 @@ CityLake is running (stop it with: make stop)
             users leader, analyst_<county code>, engineer: passwords in $secrets/superset_<user>_password
   Quality   Data Docs $CITYLAKE_DATA_ROOT/quality/data_docs/index.html
             delivery reports $CITYLAKE_DATA_ROOT/quality/reports/<department>/<date>.md (citylake report <department>)
-  SQL       $CITYLAKE_DATA_ROOT/serving/city.duckdb (DuckDB, personal data masked)
+  SQL       $CITYLAKE_DATA_ROOT/serving/city.duckdb (DuckDB, personal data masked): .venv/bin/citylake sql
   Lake      $CITYLAKE_DATA_ROOT/lake/{bronze,silver,gold,quarantine,ops} (Delta)
 EOT

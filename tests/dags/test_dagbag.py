@@ -18,14 +18,13 @@ import pytest
 
 from base_libraries import catalog
 from citylake import orchestration as orch
-from citylake.config import CITY_TIMEZONE, load_contracts
+from citylake.config import load_contracts
 from citylake.errors import CityLakeError
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
 CONTRACTS = load_contracts()
-LIBRARIES = sorted({t.library for t in catalog.GOLD_TABLES})
 MAX_IMPORT_S = 1.0
 ROLE = {"ingest": "ingest", "build": "build", "quality_publish": "quality", "city": "city"}
 
@@ -43,10 +42,6 @@ def _silver_uri(source_id: str) -> str:
     return f"citylake://silver/{CONTRACTS[source_id].silver_table}"
 
 
-def _gold_uri(table: str) -> str:
-    return f"citylake://gold/{table}"
-
-
 def test_dag_folder_has_dags():
     assert {p.stem for p in DAG_FILES} == {
         "citylake_ingest",
@@ -56,13 +51,13 @@ def test_dag_folder_has_dags():
     }
 
 
-def test_every_dag_imports_one_per_source_and_library(dagbag):
+def test_every_dag_imports_one_per_source_and_the_three_of_the_city(dagbag):
     assert dagbag.import_errors == {}
-    expected = (
-        {f"citylake_ingest_{s}" for s in CONTRACTS}
-        | {f"citylake_build_{library}" for library in LIBRARIES}
-        | {"citylake_quality_publish", "citylake_city"}
-    )
+    expected = {f"citylake_ingest_{s}" for s in CONTRACTS} | {
+        "citylake_build",
+        "citylake_quality_publish",
+        "citylake_city",
+    }
     assert set(dagbag.dags) == expected
 
 
@@ -139,13 +134,11 @@ def test_no_cycles(dagbag):
         assert len(dag.topological_sort()) == len(dag.tasks)
 
 
-def test_an_ingest_dag_per_source_on_its_frequency(dagbag):
-    cron = {"daily": "0 0 * * *", "weekly": "0 0 * * 1", "monthly": "0 0 1 * *"}
+def test_an_ingest_dag_per_source_on_demand(dagbag):
     for source_id, contract in CONTRACTS.items():
         dag = dagbag.dags[f"citylake_ingest_{source_id}"]
         assert contract.library in dag.tags
-        assert dag.timetable.expression == cron[contract.frequency]
-        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == CITY_TIMEZONE
+        assert type(dag.timetable).__name__ == "NullTimetable"  # the city DAG takes the day
         ingest, standardize = f"ingest_{source_id}", f"standardize_{source_id}"
         assert set(dag.task_ids) == {ingest, standardize}
         assert dag.get_task(ingest).downstream_task_ids == {standardize}
@@ -153,37 +146,49 @@ def test_an_ingest_dag_per_source_on_its_frequency(dagbag):
         assert dag.get_task(ingest).outlets == []
 
 
-def test_a_build_dag_per_library_on_the_assets_its_tables_read(dagbag):
-    for library in LIBRARIES:
-        dag = dagbag.dags[f"citylake_build_{library}"]
-        assert library in dag.tags
-        tables = [t for t in catalog.GOLD_TABLES if t.library == library]
-        own = {_gold_uri(t.name) for t in tables}
-        reads = {_silver_uri(s) for t in tables for s in t.sources}
-        reads |= {_gold_uri(g) for t in tables for g in t.gold} - own
-        assert _uris(dag) == reads, library
-        # catalog order, one after the other
-        order = [t.task_id for t in dag.topological_sort()]
-        assert order == [f"build_{t.name}" for t in tables]
-        for first, second in zip(order, order[1:], strict=False):
-            assert dag.get_task(second).upstream_task_ids == {first}
-        for table in tables:
-            outlets = [o.uri for o in dag.get_task(f"build_{table.name}").outlets]
-            assert outlets == [_gold_uri(table.name)]
+def _assert_builds_gate_and_publish(dag, standardized: set[str]):
+    """build_<t> after what it reads, its gate after it, publication after every gate."""
+    for table in catalog.GOLD_TABLES:
+        build = dag.get_task(f"build_{table.name}")
+        # a skipped weekly source holds nothing back (none_failed), a failed one does
+        assert build.upstream_task_ids == {
+            f"standardize_{s}" for s in table.sources if s in standardized
+        } | {f"build_{g}" for g in table.gold}
+        assert build.trigger_rule == "none_failed"
+        assert build.outlets == []
+        assert build.downstream_task_ids >= {f"quality_{table.name}"}
+        quality = dag.get_task(f"quality_{table.name}")
+        assert quality.downstream_task_ids == {"publish_serving"}
+    publish = dag.get_task("publish_serving")
+    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalog.GOLD_TABLES}
+    assert publish.trigger_rule == "none_failed"
 
 
-def test_every_consumed_asset_is_produced_by_some_dag(dagbag):
-    produced = {o.uri for dag in _dags(dagbag) for t in dag.tasks for o in t.outlets}
-    consumed = set().union(*(_uris(dag) for dag in _dags(dagbag)))
-    assert consumed <= produced, consumed - produced
-    assert {u for u in produced if u.startswith("citylake://silver/")} == {
-        _silver_uri(s) for s in CONTRACTS
+def test_one_build_dag_on_the_silver_assets_of_the_on_demand_ingests(dagbag):
+    dag = dagbag.dags["citylake_build"]
+    assert _uris(dag) == {_silver_uri(s) for s in CONTRACTS}
+    _assert_builds_gate_and_publish(dag, standardized=set())
+    assert set(dag.task_ids) == {"publish_serving"} | {
+        f"{step}_{t.name}" for t in catalog.GOLD_TABLES for step in ("build", "quality")
     }
 
 
-def test_quality_publish_runs_on_every_gold_asset(dagbag):
+def test_no_asset_cascade_one_run_does_the_day_once(dagbag):
+    # Only the on-demand ingest DAGs produce Assets, only the build DAG consumes them: a run of
+    # the city DAG triggers nothing, and nothing the build DAG does triggers it again.
+    for dag in _dags(dagbag):
+        produced = {o.uri for t in dag.tasks for o in t.outlets}
+        if dag.dag_id.startswith("citylake_ingest_"):
+            assert produced == {_silver_uri(dag.dag_id.removeprefix("citylake_ingest_"))}
+        else:
+            assert produced == set(), dag.dag_id
+        if dag.dag_id != "citylake_build":
+            assert _uris(dag) == set(), dag.dag_id
+
+
+def test_quality_publish_gates_every_gold_table_on_demand(dagbag):
     dag = dagbag.dags["citylake_quality_publish"]
-    assert _uris(dag) == {_gold_uri(t.name) for t in catalog.GOLD_TABLES}
+    assert type(dag.timetable).__name__ == "NullTimetable"
     publish = dag.get_task("publish_serving")
     assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalog.GOLD_TABLES}
     assert publish.trigger_rule == "none_failed"
@@ -197,16 +202,7 @@ def test_the_city_dag_runs_the_whole_chain(dagbag):
         expected |= {f"ingest_{source_id}", f"standardize_{source_id}"}
     for table in catalog.GOLD_TABLES:
         expected |= {f"build_{table.name}", f"quality_{table.name}"}
-        build = dag.get_task(f"build_{table.name}")
-        # after the silver it reads and the gold tables it reads; a skipped weekly source holds
-        # nothing back (none_failed), a failed one does
-        assert build.upstream_task_ids == {f"standardize_{s}" for s in table.sources} | {
-            f"build_{g}" for g in table.gold
-        }
-        assert build.trigger_rule == "none_failed"
-        assert build.downstream_task_ids >= {f"quality_{table.name}"}
-        quality = dag.get_task(f"quality_{table.name}")
-        assert quality.downstream_task_ids == {"publish_serving"}
+    _assert_builds_gate_and_publish(dag, standardized=set(CONTRACTS))
     assert set(dag.task_ids) == expected
     assert dag.get_task("check_freshness").trigger_rule == "all_done"
     assert dag.get_task("check_freshness").upstream_task_ids == {
@@ -260,40 +256,6 @@ def test_an_asset_triggered_run_takes_the_newest_day_its_events_name():
     run = SimpleNamespace(run_after=dt.datetime(2026, 12, 5, tzinfo=dt.UTC))
     context = {"logical_date": None, "dag_run": run, "triggering_asset_events": events}
     assert orch.partition_date(context) == dt.date(2026, 11, 27)
-
-
-def test_delivery_days_of_a_weekly_schedule_are_the_whole_interval():
-    shanghai = dt.timezone(dt.timedelta(hours=8))
-    context = {
-        "logical_date": dt.datetime(2026, 11, 16, tzinfo=shanghai),
-        "data_interval_start": dt.datetime(2026, 11, 16, tzinfo=shanghai),
-        "data_interval_end": dt.datetime(2026, 11, 23, tzinfo=shanghai),
-        "dag_run": SimpleNamespace(run_type="scheduled"),
-    }
-    days = orch.delivery_days(context, "weekly")
-    assert days == [dt.date(2026, 11, 16) + dt.timedelta(days=n) for n in range(7)]
-    # a manual run, or the city DAG's daily run, takes its own day only
-    context["dag_run"] = SimpleNamespace(run_type="manual")
-    assert orch.delivery_days(context, "weekly") == [dt.date(2026, 11, 16)]
-    assert orch.delivery_days({**context, "dag_run": None}, "daily") == [dt.date(2026, 11, 16)]
-
-
-def test_runs_the_city_dag_already_did_are_recognised():
-    city = {"a": [_event("citylake://gold/t", "2026-11-27", orch.CITY_DAG_ID)]}
-    mixed = {**city, "b": [_event("citylake://gold/u", "2026-11-27")]}
-    assert orch.redundant_run({"triggering_asset_events": city})
-    assert not orch.redundant_run({"triggering_asset_events": mixed})
-    assert not orch.redundant_run({"triggering_asset_events": {}})
-    assert not orch.redundant_run({})
-
-
-def test_changed_gold_tables_come_from_the_events():
-    events = {
-        "a": [_event(_gold_uri("population__person"), "2026-11-27")],
-        "b": [_event("citylake://silver/person", "2026-11-27")],
-    }
-    assert orch.changed_gold_tables({"triggering_asset_events": events}) == {"population__person"}
-    assert orch.changed_gold_tables({"triggering_asset_events": {}}) is None
 
 
 # ----------------------------------------------------------------------------- errors and alerts

@@ -1,4 +1,5 @@
-"""The pipeline on a Spark standalone cluster (master and worker started by .ci/run), driven through
+"""The pipeline on a Spark standalone cluster (a master and a worker on 127.0.0.1, started here by
+scripts/spark.sh cluster-start unless CITYLAKE_TEST_CLUSTER names one), driven through
 the CLI as a user would: `citylake sample`, then `citylake run --table population__person` (the
 population library and the four sources it is built from, its gate, the serving file). The whole
 city's chain is proven once per session by tests/dags/test_dags_test.py; here the point is that the
@@ -15,16 +16,29 @@ import duckdb
 import pytest
 
 pytestmark = pytest.mark.cluster
-MASTER = os.environ.get("CITYLAKE_TEST_CLUSTER")
+REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "citylake"
 
 
-@pytest.mark.skipif(
-    not MASTER,
-    reason="no cluster: set CITYLAKE_TEST_CLUSTER=spark://host:port "
-    "(.ci/run starts one with scripts/spark.sh cluster-start)",
-)
-def test_skeleton_runs_on_the_standalone_cluster(tmp_path):
+@pytest.fixture(scope="module")
+def master(tmp_path_factory):
+    """The cluster's URL: CITYLAKE_TEST_CLUSTER's, or a master and a worker started for this
+    module (their pid and log files under a throw-away data root) and stopped after it."""
+    if os.environ.get("CITYLAKE_TEST_CLUSTER"):
+        yield os.environ["CITYLAKE_TEST_CLUSTER"]
+        return
+    root = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "CITYLAKE_DATA_ROOT": str(root)}
+    script = REPO / "scripts" / "spark.sh"
+    subprocess.run([script, "cluster-start"], env=env, check=True, timeout=300)
+    try:
+        yield "spark://127.0.0.1:7077"
+    finally:
+        subprocess.run([script, "cluster-stop"], env=env, check=False, timeout=120)
+
+
+def test_skeleton_runs_on_the_standalone_cluster(tmp_path, master):
+    MASTER = master  # noqa: N806 - the name the assertions below read best with
     env = {**os.environ, "CITYLAKE_DATA_ROOT": str(tmp_path), "CITYLAKE_SPARK_MASTER": MASTER}
     env.pop("CITYLAKE_SPARK_CONNECT", None)
     date = ["--date", "2026-11-27"]

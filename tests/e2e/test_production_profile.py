@@ -1,7 +1,7 @@
 """The production profile: Airflow's and Superset's metadata in a real PostgreSQL, and no start
 with a default password; then the running stack (api-server, scheduler, dag-processor with
 LocalExecutor, beside one Spark Connect server) runs the city DAG through the REST API, twice for
-the same logical date, with identical results. Runs where .ci/run sets CITYLAKE_TEST_PRODUCTION=1
+the same logical date, with identical results. Runs in every `make test` (which installs PostgreSQL first)
 (it needs Debian's postgresql and root to run the server as the postgres user)."""
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ CITYLAKE = REPO / ".venv" / "bin" / "citylake"
 DAY = city_yesterday()
 SAMPLE_SCALE = "0.0005"  # about 1,000 residents: the stack is under test, not Spark
 RUN_TIMEOUT_S = "1800"
-needs_production = pytest.mark.skipif(
-    not os.environ.get("CITYLAKE_TEST_PRODUCTION"),
-    reason="set CITYLAKE_TEST_PRODUCTION=1 (as .ci/run does) to run PostgreSQL",
-)
 
 
 def psql(env: dict, database: str, sql: str) -> str:
@@ -77,7 +73,6 @@ def production(tmp_path):
     shutil.rmtree(cluster, ignore_errors=True)
 
 
-@needs_production
 def test_metadata_lives_in_postgresql_and_defaults_are_refused(production):
     for script in ("airflow.sh", "superset.sh"):
         refused = subprocess.run(
@@ -131,7 +126,7 @@ def _lake_fingerprint(root: Path) -> dict[str, tuple[int, str]]:
     """(rows, checksum of every row) of each bronze, silver and gold table, read by DuckDB."""
     import duckdb
 
-    from pipelines.publish import load_extensions
+    from pipelines.lake import load_extensions
 
     fingerprint = {}
     with duckdb.connect() as con:
@@ -246,7 +241,6 @@ def _screenshot_grid(env: dict, port: int, dag_id: str) -> Path:
     return path
 
 
-@needs_production
 def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
     env, port = stack
     root = Path(env["CITYLAKE_DATA_ROOT"])
@@ -272,9 +266,9 @@ def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
     dags = {d["dag_id"]: d for d in summary["dags"]}
     assert dags["citylake_city"]["last_run"]["state"] == "success"
     assert dags["citylake_city"]["failed_tasks"] == []
-    from citylake.orchestration import libraries, source_ids
+    from citylake.orchestration import source_ids
 
-    assert len(dags) == len(source_ids()) + len(libraries()) + 2
+    assert len(dags) == len(source_ids()) + 3  # + build, quality_publish, city
     assert summary["freshness"] is not None
     assert isinstance(summary["freshness"]["overdue"], list)
     screenshot = _screenshot_grid(env, port, "citylake_city")
