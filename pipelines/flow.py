@@ -305,17 +305,18 @@ def build_inputs(lake: Lake, spec: catalog.GoldTable, plan: dict) -> BuildInputs
     )
 
 
-def build(table: str, as_of: dt.date | None = None) -> dict:
+def build(table: str, as_of: dt.date | None = None, force: bool = False) -> dict:
     """Silver (+ gold it reads) → gold.<table>, a new Delta version carrying its plan (as-of date
     and inputs); published only once its gate passes. Skipped when the plan is the current
-    version's: nothing it is made of changed."""
+    version's (nothing it is made of changed), unless force."""
     env, _, _ = settings()
     lake = _lake()
     spec = catalog.gold_table(table)
     with locks.held(env, f"gold.{table}"):
         plan = build_plan(lake, spec, as_of or city_yesterday())
         summary = {"table": f"gold.{table}", "as_of": plan["as_of"]}
-        if lake.exists("gold", table) and lake.metadata("gold", table).get("plan") == plan:
+        unchanged = lake.exists("gold", table) and lake.metadata("gold", table).get("plan") == plan
+        if unchanged and not force:
             version = lake.version("gold", table)
             return {**summary, "version": version, "skipped": True,
                     "reason": f"inputs unchanged since version {version}"}  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 from collections import defaultdict
 
 import duckdb
@@ -162,11 +161,27 @@ def test_failed_hard_gate_leaves_the_serving_file_untouched(city_copy, spark):
     from quality.runner import QualityGateFailed
 
     lake = _lake(spark, city_copy)
-    served = hashlib.sha256(city_copy.serving_file.read_bytes()).hexdigest()
+    passed = lake.version("gold", "population__person")
+
+    def served_people() -> tuple[int, int]:
+        with duckdb.connect(str(city_copy.serving_file), read_only=True) as con:
+            return con.execute(
+                "SELECT count(*), count(DISTINCT id_number_key) FROM population__person"
+            ).fetchone()
+
+    people = served_people()
     # A duplicate person breaks the hard uniqueness expectation on id_number.
     lake.append(lake.read("gold", "population__person").limit(1), "gold", "population__person")
     with pytest.raises(QualityGateFailed, match=r"id_number"):
         flow.check_quality("population__person")
-    # the failed version is never served: the last version that passed stays, file unchanged
-    assert flow.publish()["skipped"]
-    assert hashlib.sha256(city_copy.serving_file.read_bytes()).hexdigest() == served
+    # The failed version is never served: the last version that passed stays; the new file
+    # differs only in what the data-health dashboard says (the failed gate).
+    summary = flow.publish()
+    assert summary["versions"]["population__person"] == passed
+    assert served_people() == people and people[0] == people[1]
+    with duckdb.connect(str(city_copy.serving_file), read_only=True) as con:
+        failed = con.execute(
+            "SELECT count(*) FROM health_quality_results WHERE NOT success AND severity = 'hard'"
+            " AND table_name = 'population__person'"
+        ).fetchone()[0]
+    assert failed >= 1
