@@ -93,7 +93,12 @@ running_pid() {
 cmd_init() {
     echo "superset: upgrading the metadata database"
     "$SUPERSET" db upgrade
-    if "$SUPERSET" fab list-users 2>/dev/null | grep -q "^username:$ADMIN_USER "; then
+    # Listed into a variable first: `list-users | grep -q` under pipefail fails whenever grep
+    # stops reading early (SIGPIPE), which made a second init take the admin for absent and
+    # write a new password that the existing admin did not have.
+    local users
+    users="$("$SUPERSET" fab list-users 2>/dev/null || true)"
+    if grep -q "^username:$ADMIN_USER " <<<"$users"; then
         if [[ -s "$ADMIN_PASSWORD_FILE" ]]; then
             echo "superset: user $ADMIN_USER exists"
         else

@@ -347,3 +347,15 @@ def test_provisioning_twice_changes_nothing(superset: SupersetInstance) -> None:
     assert len(after["rowlevelsecurity"]) == 5  # one per county-level division
     for slug in DASHBOARDS:
         assert len(after[slug]) == len(dashboard_charts(slug)), slug
+
+
+def test_a_second_init_keeps_every_password_working(superset: SupersetInstance) -> None:
+    """What a second `make run` does: init again. The admin and the provisioned users still log
+    in with the passwords in the secrets folder, which init has not rewritten."""
+    secrets = superset.data_root / "secrets"
+    files = sorted(secrets.glob("superset_*_password"))
+    before = {p.name: p.read_text() for p in files}
+    superset.run_script("init")
+    assert {p.name: p.read_text() for p in files} == before
+    for username in ("admin", "leader"):
+        assert superset.api_token(username)  # raises on 401
