@@ -372,16 +372,10 @@ def delivered_days(source_id: str, days: Iterable[dt.date]) -> list[dt.date]:
 
 
 def _days_to_take(source_id: str, context: Mapping[str, Any]) -> list[dt.date]:
-    contract = contracts()[source_id]
-    days = [partition_date(context)]
-    if contract.frequency == "daily":
-        return days  # a missing daily delivery is an incident: flow.ingest says so and fails
-    delivered = delivered_days(source_id, days)
-    if not delivered:
-        _skip(
-            f"{source_id} delivers {contract.frequency}; nothing delivered for {days[0]}…{days[-1]}"
-        )
-    return delivered
+    """The run's day, unless a weekly or monthly source delivered nothing then (skipped)."""
+    day = partition_date(context)
+    skip_unless_delivered(source_id, day)
+    return [day]
 
 
 def ingest_task(source_id: str) -> list[dict]:
@@ -803,13 +797,6 @@ def task_instances(api: httpx.Client, dag_id: str, run_id: str) -> list[dict]:
 
 def task_states(api: httpx.Client, dag_id: str, run_id: str) -> dict[str, str | None]:
     return {ti["task_id"]: ti["state"] for ti in task_instances(api, dag_id, run_id)}
-
-
-def trigger_and_wait(dag_id: str, logical_date: dt.datetime | None, timeout_s: float) -> str:
-    """Trigger a run of dag_id (unpausing it); wait for its final state, 'success' or 'failed'."""
-    with client() as api:
-        run_id = trigger(api, dag_id, logical_date)
-        return wait(api, dag_id, run_id, timeout_s)
 
 
 def last_run_state(dag_id: str, logical_date: dt.datetime) -> str | None:

@@ -131,7 +131,8 @@ def standardize(source_id: str, logical_date: dt.date) -> dict:
     contract = contracts[source_id]
     table = contract.silver_table
     lake = _lake()
-    day_rows = ingest_step.manifest_rows(lake, source_id, logical_date)
+    manifest = ingest_step.manifest_rows(lake, source_id)  # read once: days and row counts
+    day_rows = [r for r in manifest if r["delivery_date"] == logical_date]
     if not day_rows:
         raise DeliveryError(f"{source_id}: nothing delivered on {logical_date}; ingest first")
     wanted = [
@@ -154,8 +155,11 @@ def standardize(source_id: str, logical_date: dt.date) -> dict:
             _require_bronze_gates(lake, source_id, planned.to_apply)
             ledger.rewind(lake, table, planned)
             eras = division_eras_frame(lake.spark)
+            delivered = {r["batch_id"]: r["rows_bronze"] for r in manifest if r["kind"] == "batch"}
             for batch in planned.to_apply:
-                summary["batches"].append(_apply_batch(lake, contract, city, eras, batch))
+                summary["batches"].append(
+                    _apply_batch(lake, contract, city, eras, batch, delivered[batch.batch_id])
+                )
     # The silver gate (a hard failure blocks the gold builds that read this table), then the
     # department's delivery report, which includes what the gates found.
     try:
@@ -183,17 +187,13 @@ def _require_bronze_gates(lake: Lake, source_id: str, batches: list[ledger.Batch
         )
 
 
-def _apply_batch(lake: Lake, contract, city, eras, batch: ledger.Batch) -> dict:
-    """One batch: standardized as of its delivery date, rejected rows to quarantine, accepted
-    rows merged into silver, the ledger entry written; every row accounted for first."""
+def _apply_batch(lake: Lake, contract, city, eras, batch: ledger.Batch, delivered: int) -> dict:
+    """One batch (delivered: its rows in bronze, from the manifest): standardized as of its
+    delivery date, rejected rows to quarantine, accepted rows merged into silver, the ledger
+    entry written; every row accounted for first."""
     from pyspark.sql import functions as F
 
     source_id, table = contract.source_id, contract.silver_table
-    (delivered,) = [
-        r["rows_bronze"]
-        for r in ingest_step.manifest_rows(lake, source_id, batch.delivery_date)
-        if r["batch_id"] == batch.batch_id and r["kind"] == "batch"
-    ]
     bronze = lake.read("bronze", source_id).where(F.col("_batch_id") == batch.batch_id)
     standardized = silver.standardize(bronze, contract, city, eras, batch.delivery_date).persist()
     try:

@@ -225,23 +225,22 @@ class Lake:
             writer = writer.option("replaceWhere", f"_batch_id = {sql_text(batch_id)}")
         else:
             writer = writer.option("delta.dataSkippingStatsColumns", BATCH_STATS_COLUMNS)
-        if metadata:
-            writer = writer.option("userMetadata", user_metadata(metadata))
-        writer.save(self.path(layer, name))
+        self._save(writer, layer, name, metadata)
 
     def overwrite(
         self, df: DataFrame, layer: str, name: str, metadata: dict[str, Any] | None = None
     ) -> None:
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        if metadata:
-            writer = writer.option("userMetadata", user_metadata(metadata))
-        writer.save(self.path(layer, name))
+        self._save(writer, layer, name, metadata)
 
     def append(
         self, df: DataFrame, layer: str, name: str, metadata: dict[str, Any] | None = None
     ) -> None:
         """Add rows to a table in one commit (Spark), creating it when absent."""
-        writer = df.write.format("delta").mode("append")
+        self._save(df.write.format("delta").mode("append"), layer, name, metadata)
+
+    def _save(self, writer, layer: str, name: str, metadata: dict[str, Any] | None) -> None:
+        """One Spark write = one commit, carrying CityLake's metadata when given."""
         if metadata:
             writer = writer.option("userMetadata", user_metadata(metadata))
         writer.save(self.path(layer, name))
