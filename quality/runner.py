@@ -835,10 +835,10 @@ def check_table(
     bronze: the given batches (else the rows delivered on logical_date); silver: the current rows
     (a history table's whole history for its history rules); gold: every row. A silver or gold
     version is judged once: asked again (a rerun of the day), the recorded verdict stands and a
-    failed one fails again, unless `again`. Tables of up to PANDAS_MAX_ROWS rows are validated on
-    pandas (DuckDB reads the pinned version), larger ones on Spark. Results are appended to
-    ops.quality_results, the masked GX result is kept for Data Docs, and QualityGateFailed is
-    raised — after recording — when a hard expectation failed.
+    failed one fails again, unless `again`. Tables of up to quality.pandas_max_rows rows (conf/)
+    are validated on pandas (DuckDB reads the pinned version), larger ones on Spark. Results are
+    appended to ops.quality_results, the masked GX result is kept for Data Docs, and
+    QualityGateFailed is raised — after recording — when a hard expectation failed.
     """
     from citylake.config import settings
     from pipelines import ops
@@ -857,7 +857,8 @@ def check_table(
     relation = lake.scan(layer, table, version)
     ((rows_in_scope,),) = lake.query(f"SELECT count(*) FROM {relation} WHERE {where}", parameters)
     outcomes: list = []
-    if rows_in_scope <= env.quality.pandas_max_rows:
+    engine = "pandas" if rows_in_scope <= env.quality.pandas_max_rows else "spark"
+    if engine == "pandas":
         rows = _validate_pandas(lake, suite, relation, where, parameters, run_id, version,
                                 logical_date, outcomes)  # fmt: skip
     else:
@@ -867,7 +868,7 @@ def check_table(
     ops.append(lake, ops.QUALITY_RESULTS, [{**r, "batch_ids": batch_ids} for r in rows])
     saved = save_outcome(lake.env, suite, run_id, outcomes[0])
     summary = _summary(layer, table, version, run_id, rows, str(saved))
-    summary["engine"] = "pandas" if rows_in_scope <= env.quality.pandas_max_rows else "spark"
+    summary["engine"] = engine
     gate(rows)
     return summary
 
