@@ -118,6 +118,19 @@ class DashboardPage:
         started = time.perf_counter()
         self.page.goto(f"{self.superset.base_url}/superset/dashboard/{slug}/")
         expected_charts = len(dashboard_charts(slug))
+        self._wait_until_rendered(expected_charts)
+        seconds = time.perf_counter() - started
+        # ECharts animates for about a second (longer on a loaded machine); let it settle.
+        # Superset may also rewrite the URL (native_filters_key) and remount the grid once
+        # after the first render, so wait for the rendered grid again before looking at it.
+        self.page.wait_for_timeout(4000)
+        self._wait_until_rendered(expected_charts)
+        folder = self.superset.data_root / "artifacts" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(folder / f"{self.username}__{slug}.png"), full_page=True)
+        return seconds
+
+    def _wait_until_rendered(self, expected_charts: int) -> None:
         self.page.wait_for_function(
             """n => {
                 const holders = document.querySelectorAll(
@@ -130,13 +143,6 @@ class DashboardPage:
             timeout=180_000,
             polling=250,
         )
-        seconds = time.perf_counter() - started
-        # ECharts animates for about a second (longer on a loaded machine); let it settle.
-        self.page.wait_for_timeout(4000)
-        folder = self.superset.data_root / "artifacts" / "screenshots"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(folder / f"{self.username}__{slug}.png"), full_page=True)
-        return seconds
 
     def holders(self):
         return self.page.locator('[data-test="dashboard-component-chart-holder"]')
