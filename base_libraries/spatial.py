@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 
 from base_libraries.catalog import gold_table
 from base_libraries.inputs import BuildInputs
-from citylake.sample.geography import district_boundaries
+from citylake.divisions import district_boundaries
 
 DIVISION = "spatial__division"
 PARCEL = "spatial__parcel"

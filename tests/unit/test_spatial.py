@@ -20,7 +20,7 @@ from base_libraries import spatial
 from base_libraries.catalog import gold_table
 from base_libraries.inputs import BuildInputs
 from citylake.config import load_city
-from citylake.sample.geography import district_boundaries
+from citylake.divisions import district_boundaries
 
 pytestmark = pytest.mark.spark
 
