@@ -116,7 +116,7 @@ def main() -> None:
 
             shutil.rmtree(env.lake_root, ignore_errors=True)
             t = time.perf_counter()
-            (result,) = ingest_source(lake, contract, DAY)
+            (result,), _ = ingest_source(lake, contract, DAY)
             ingest_seconds = time.perf_counter() - t
             rows = int(result["rows_bronze"])
             if attempt:

@@ -126,6 +126,9 @@ class SourceContract(_Strict):
     format: Literal["csv", "xlsx", "jsonl", "geojson"]
     encoding: Literal["utf-8", "utf-8-sig", "gbk", "gb18030"] = "utf-8"
     delimiter: str = ","
+    # XLSX: the sheet that holds the extract, by name (default: the first). Rows on other sheets
+    # are not taken; a sheet with data is reported in the ingest summary.
+    sheet: str | None = None
     frequency: Literal["daily", "weekly", "monthly"]
     # The silver table this source feeds (silver.<entity>); defaults to the source id.
     entity: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")

@@ -359,14 +359,13 @@ def skip_unless_delivered(source_id: str, day: dt.date) -> None:
 
 
 def delivered_days(source_id: str, days: Iterable[dt.date]) -> list[dt.date]:
-    """Those of days on which the source's landing folder holds a file."""
+    """Those of days on which the source's landing folder holds anything at all: what ingest
+    will take or refuse (a link, a hidden file) is for ingest to say, never skipped here."""
     env, contract = load_environment(), contracts()[source_id]
     found = []
     for day in days:
         folder = env.landing / contract.department / contract.source_name / day.isoformat()
-        if folder.is_dir() and any(
-            p.is_file() and not p.name.startswith(".") for p in folder.iterdir()
-        ):
+        if os.path.lexists(folder) and (not folder.is_dir() or any(folder.iterdir())):
             found.append(day)
     return found
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from importlib.metadata import version
 from pathlib import Path
 
@@ -63,6 +64,7 @@ CITY = {
 }
 
 
+LOG = logging.getLogger(__name__)
 _LAKES: dict[int, Lake] = {}
 
 
@@ -85,8 +87,19 @@ def ingest(source_id: str, logical_date: dt.date) -> dict:
     env, _, contracts = settings()
     lake = _lake()
     with locks.held(env, f"bronze.{source_id}"):
-        files = ingest_step.ingest_source(lake, contracts[source_id], logical_date)
+        files, refused = ingest_step.ingest_source(lake, contracts[source_id], logical_date)
     summary = {"source_id": source_id, "date": logical_date.isoformat(), "files": files}
+    if refused:  # reported on every run of the day, recorded once in ops.landing_refusals
+        summary["refused"] = refused
+        for entry in refused:
+            LOG.warning("%s: refused %s: %s", source_id, entry["file"], entry["reason"])
+        if not files:
+            raise DeliveryError(
+                f"{source_id}: nothing taken on {logical_date}: every entry of the day folder "
+                "was refused at the landing zone's boundary ("
+                + "; ".join(f"{e['file']}: {e['reason']}" for e in refused)
+                + "); recorded in ops.landing_refusals"
+            )
     new = [f["batch_id"] for f in files if not f["skipped"]]
     if new:
         summary["quality"] = runner.check_table(

@@ -31,7 +31,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import mmap
+import os
 import shutil
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -40,14 +42,18 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import shapely
+import shapely.errors
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from shapely.geometry import shape
 
-from citylake.config import Environment, SourceContract
+from citylake.config import Environment, SourceContract, settings
+from citylake.divisions import city_bounds
 from citylake.errors import CityLakeError
 from pipelines import ops
 from pipelines.lake import Lake, latest_version
@@ -55,11 +61,27 @@ from pipelines.lake import Lake, latest_version
 MANIFEST = "ingest_manifest"
 CHUNK = 1 << 22
 XLSX_STAGING_ROWS = 50_000  # rows per Parquet row group written while streaming a sheet
+BOUNDS_MARGIN_DEGREES = 0.01  # about 1 km: the division boundaries' own precision
 # Python codec names → the charset names Spark's readers take (Spark reads no byte-order mark;
 # the header line, where a BOM sits, is skipped by the reader).
 SPARK_CHARSETS = {"utf-8-sig": "utf-8"}
 EXTRA_COLUMNS = "_extra_columns"
+# Reason codes the reader itself found on a record (a JSON line that is no object, a formula cell
+# without its value, an invalid polygon...): silver quarantines the record with them.
+INGEST_REASONS = "_ingest_reasons"
+NOT_JSON_OBJECT = "_row.not_json_object"  # a line holding no JSON object: no fields to judge
+# Spark's JSON reader is lenient by default (single quotes, comments...); deliveries are JSON.
+STRICT_JSON = {
+    "allowSingleQuotes": "false",
+    "allowComments": "false",
+    "allowUnquotedFieldNames": "false",
+    "allowNonNumericNumbers": "false",
+    "allowBackslashEscapingAnyCharacter": "false",
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": "_not_json",
+}
 _EXTRA_TYPE = "map<string,string>"
+LOG = logging.getLogger(__name__)
 
 
 class DeliveryError(CityLakeError, ValueError):
@@ -92,26 +114,129 @@ def delivery_dir(env: Environment, contract: SourceContract, delivery_date: dt.d
     return env.landing / contract.department / contract.source_name / delivery_date.isoformat()
 
 
-def find_deliveries(
-    env: Environment, contract: SourceContract, delivery_date: dt.date
-) -> list[Path]:
-    """The files delivered for one source on one date, in the order they arrived (modification
-    time, then name): a correction delivered later that day is applied after what it corrects.
+@dataclass(frozen=True)
+class Refusal:
+    """An entry of a day folder that is not a delivery: never opened, recorded and reported."""
 
-    A daily source with nothing delivered is an error (the department missed a delivery); a weekly
-    or monthly source simply has no delivery on most days.
+    source_file: str  # relative to the landing root, as the department placed it
+    code: str  # symlink | hidden | folder | not_a_file | outside
+    reason: str
+
+
+@dataclass(frozen=True)
+class DayFolder:
+    files: list[Path]  # the deliveries, in the order they arrived
+    refused: list[Refusal]
+
+
+def scan_day(env: Environment, contract: SourceContract, delivery_date: dt.date) -> DayFolder:
+    """The landing zone is a trust boundary: a delivery is a regular file, under a visible name,
+    directly in its day folder, and that folder lies inside the landing root (no link on the way).
+    Everything else is refused without being opened: a symbolic link (wherever it points), a
+    hidden file (a name starting with a dot: an upload still in progress, or a system file), a
+    folder, a device or pipe; a day folder reached through a link refuses all it holds.
+
+    Files are ordered by arrival (modification time, then name): a correction delivered later that
+    day is applied after what it corrects. A daily source with nothing delivered is an error (the
+    department missed a delivery); a weekly or monthly source simply has no delivery on most days.
     """
     folder = delivery_dir(env, contract, delivery_date)
-    files = sorted(
-        (p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")),
-        key=lambda p: (p.stat().st_mtime_ns, p.name),
-    )
-    if not files and contract.frequency == "daily":
+    relative = folder.relative_to(env.landing)
+    files: list[Path] = []
+    refused: list[Refusal] = []
+    if os.path.lexists(folder):
+        real = folder.resolve()
+        if real != env.landing.resolve() / relative:
+            refused.append(
+                Refusal(
+                    str(relative),
+                    "outside",
+                    f"the day folder resolves to {real}, not to a folder of the landing zone "
+                    "(a symbolic link on the way); nothing in it is taken",
+                )
+            )
+        elif real.is_dir():
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    refusal = _refusal(entry, relative / entry.name)
+                    if refusal is None:
+                        files.append(Path(entry.path))
+                    else:
+                        refused.append(refusal)
+    files.sort(key=lambda p: (p.stat(follow_symlinks=False).st_mtime_ns, p.name))
+    if not files and not refused and contract.frequency == "daily":
         raise DeliveryError(
             f"{contract.source_id}: no file delivered for {delivery_date} in {folder} "
             f"({contract.department_name} delivers {contract.frequency})"
         )
-    return files
+    return DayFolder(files, sorted(refused, key=lambda r: r.source_file))
+
+
+def _refusal(entry: os.DirEntry, relative: Path) -> Refusal | None:
+    name = str(relative)
+    if entry.is_symlink():
+        target = os.readlink(entry.path)
+        return Refusal(
+            name, "symlink", f"a symbolic link (to {target}); only files are taken, never links"
+        )
+    if entry.name.startswith("."):
+        return Refusal(
+            name,
+            "hidden",
+            "a hidden file (its name starts with a dot: an unfinished upload or a system file); "
+            "deliver it under a name without the dot",
+        )
+    if entry.is_dir(follow_symlinks=False):
+        return Refusal(name, "folder", "a folder inside a day folder; deliver files only")
+    if not entry.is_file(follow_symlinks=False):
+        return Refusal(name, "not_a_file", "not a regular file (a device, pipe or socket)")
+    return None
+
+
+def find_deliveries(
+    env: Environment, contract: SourceContract, delivery_date: dt.date
+) -> list[Path]:
+    """The files delivered for one source on one date, in arrival order (see scan_day)."""
+    return scan_day(env, contract, delivery_date).files
+
+
+def record_refusals(
+    lake: Lake, contract: SourceContract, delivery_date: dt.date, refused: list[Refusal]
+) -> list[dict]:
+    """Record refusals not recorded for that day yet; returns every refusal of the day as a
+    summary (a rerun reports them again, the table holds each once)."""
+    if not refused:
+        return []
+    recorded: set[tuple[str, str]] = set()
+    relation = lake.scan("ops", ops.LANDING_REFUSALS)
+    if relation is not None:
+        rows = lake.arrow(
+            f"SELECT source_file, reason_code FROM {relation} "
+            "WHERE source_id = ? AND delivery_date = ?",
+            [contract.source_id, delivery_date],
+        ).to_pylist()
+        recorded = {(r["source_file"], r["reason_code"]) for r in rows}
+    found_at = ops.now()
+    ops.append(
+        lake,
+        ops.LANDING_REFUSALS,
+        [
+            {
+                "source_id": contract.source_id,
+                "delivery_date": delivery_date,
+                "source_file": r.source_file,
+                "reason_code": r.code,
+                "reason": r.reason,
+                "found_at": found_at,
+            }
+            for r in refused
+            if (r.source_file, r.code) not in recorded
+        ],
+    )
+    return [
+        {"file": r.source_file, "refused": r.code, "reason": r.reason, "skipped": True}
+        for r in refused
+    ]
 
 
 # ----------------------------------------------------------------------------- headers
@@ -145,11 +270,15 @@ def layout_of(path: Path, contract: SourceContract, found: list[str], where: str
 
 
 def check_header(path: Path, contract: SourceContract, first_line: str) -> Layout:
-    found = next(
-        csv.reader(
-            io.StringIO(first_line.lstrip("\ufeff").rstrip("\r")), delimiter=contract.delimiter
+    try:
+        found = next(
+            csv.reader(
+                io.StringIO(first_line.lstrip("\ufeff").rstrip("\r")),
+                delimiter=contract.delimiter,
+            )
         )
-    )
+    except csv.Error as exc:
+        raise DeliveryError(f"{path}: line 1 (header): not a CSV header line ({exc})") from exc
     return layout_of(path, contract, found, "line 1 (header)")
 
 
@@ -157,20 +286,28 @@ def check_header(path: Path, contract: SourceContract, first_line: str) -> Layou
 
 
 class _RecordCounter:
-    """Counts CSV records on bytes, as Spark's reader sees them.
+    """Counts CSV records on bytes, as Spark's reader sees them (RFC 4180).
 
-    A newline ends a record unless it lies inside a quoted field; RFC 4180 doubles a quote inside
-    a quoted field, so the parity of the quotes on a line tells whether the field is still open.
-    Blank lines between records are no records (Spark skips them). Neither '\\n' nor '"' ever
-    occurs inside a UTF-8, GBK or GB18030 multi-byte character, so bytes suffice. Lines without a
-    quote (the common case) are counted in C; only quoted ones are walked in Python.
+    A newline ends a record unless it lies inside a quoted field. A quote opens a quoted field only
+    at the start of a field (after the delimiter or at the start of a line); anywhere else it is a
+    plain character (a stray quote in `张"三` does not open anything, as in Spark's and Python's
+    readers); inside a quoted field a doubled quote is a quote. Blank lines between records are no
+    records (Spark skips them). Neither '\\n', '\\r', '"' nor an ASCII delimiter ever occurs inside a
+    UTF-8, GBK or GB18030 multi-byte character, so bytes suffice. Lines without a quote (the common
+    case) are counted in C; only quoted ones are walked, a find() per field.
+
+    A carriage return that ends no line (a lone CR outside quotes) would split the record in
+    Spark's line reader but not here: it is reported by line (`lone_cr_line`) and the file fails.
     """
 
-    def __init__(self, quote_aware: bool):
+    def __init__(self, quote_aware: bool, delimiter: bytes = b","):
         self.quote_aware = quote_aware
+        self.delimiter = delimiter
         self.records = 0
         self.in_quote = False
         self.pending = b""  # the unfinished last line
+        self.line = 1  # the file line the next complete line starts on
+        self.lone_cr_line: int | None = None
 
     def feed(self, chunk: bytes) -> None:
         data = self.pending + chunk
@@ -178,22 +315,71 @@ class _RecordCounter:
         if end < 0:
             self.pending = data
             return
-        lines = data[:end].split(b"\n")
+        body = data[:end]
+        lines = body.split(b"\n")
         self.pending = data[end + 1 :]
-        if not self.in_quote and (not self.quote_aware or b'"' not in data[:end]):
+        fast = not self.in_quote and (not self.quote_aware or b'"' not in body)
+        if fast:
+            if self.lone_cr_line is None and body.count(b"\r") != sum(
+                1 for line in lines if line.endswith(b"\r")
+            ):
+                self._find_lone_cr(lines)
             self.records += len(lines) - lines.count(b"") - lines.count(b"\r")
-            return
-        for line in lines:
-            if not self.in_quote and line in (b"", b"\r"):
+        else:
+            for number, line in enumerate(lines, start=self.line):
+                started_in_quote = self.in_quote
+                if not self.in_quote and line in (b"", b"\r"):
+                    continue
+                self.in_quote = self._scan(line, self.in_quote)
+                if (
+                    self.lone_cr_line is None
+                    and not started_in_quote
+                    and not self.in_quote
+                    and b'"' not in line
+                    and b"\r" in line[:-1]
+                ):
+                    self.lone_cr_line = number
+                if not self.in_quote:
+                    self.records += 1
+        self.line += len(lines)
+
+    def _find_lone_cr(self, lines: list[bytes]) -> None:
+        for number, line in enumerate(lines, start=self.line):
+            if b"\r" in line[:-1]:
+                self.lone_cr_line = number
+                return
+
+    def _scan(self, line: bytes, in_quote: bool) -> bool:
+        """Whether a quoted field is still open at the end of the line."""
+        delimiter, i = self.delimiter, 0
+        while True:
+            if in_quote:
+                j = line.find(b'"', i)
+                if j < 0:
+                    return True
+                if line[j + 1 : j + 2] == b'"':  # a doubled quote inside the field
+                    i = j + 2
+                    continue
+                in_quote = False
+                i = line.find(delimiter, j + 1)  # text after the closing quote is literal
+                if i < 0:
+                    return False
+                i += len(delimiter)
+            if line[i : i + 1] == b'"':  # at the start of a field
+                in_quote, i = True, i + 1
                 continue
-            if line.count(b'"') & 1:
-                self.in_quote = not self.in_quote
-            if not self.in_quote:
-                self.records += 1
+            i = line.find(delimiter, i)
+            if i < 0:
+                return False
+            i += len(delimiter)
 
     def close(self) -> int:
         # A last line without a newline is a record; so is a quote left open at the end of the
         # file (a truncated delivery: Spark returns it as one malformed record).
+        last = self.pending
+        outside_quotes = not self.in_quote and b'"' not in last
+        if self.lone_cr_line is None and outside_quotes and b"\r" in last.rstrip(b"\r"):
+            self.lone_cr_line = self.line
         if self.in_quote or self.pending.strip(b"\r"):
             self.records += 1
         return self.records
@@ -207,22 +393,52 @@ def _contains(path: Path, needle: bytes) -> bool:
             return data.find(needle) >= 0
 
 
-def inspect_delivery(path: Path, contract: SourceContract, landing_root: Path) -> Delivery:
-    """Hash, strictly decode and count one text file; match its header against the contract."""
+def is_cr_only(path: Path) -> bool:
+    """A text file whose lines end in a bare CR (classic Mac OS, old Excel "CSV (Macintosh)")."""
+    with path.open("rb") as handle:
+        head = handle.read(CHUNK)
+    return b"\r" in head and b"\n" not in head and not _contains(path, b"\n")
+
+
+def stage_lf(path: Path, staging: Path) -> Path:
+    """A copy of a CR-only file with LF line ends (one line for one line, so row numbers hold)."""
+    staging.mkdir(parents=True, exist_ok=True)
+    target = staging / f"lf{path.suffix}"
+    with path.open("rb") as source, target.open("wb") as copy:
+        while chunk := source.read(CHUNK):
+            copy.write(chunk.replace(b"\r", b"\n"))
+    return target
+
+
+def inspect_delivery(
+    path: Path,
+    contract: SourceContract,
+    landing_root: Path,
+    *,
+    sha256: str | None = None,
+    delivered: Path | None = None,
+) -> Delivery:
+    """Strictly decode and count one text file (and hash it, unless its sha256 is given); match
+    its header against the contract. `delivered` is the file as it sits in the landing zone when
+    `path` is a staged copy of it (messages and lineage name the delivered file)."""
+    shown = delivered or path
     decoder = codecs.getincrementaldecoder(contract.encoding)(errors="strict")
-    digest = hashlib.sha256()
-    counter = _RecordCounter(quote_aware=contract.format == "csv")
+    digest = hashlib.sha256() if sha256 is None else None
+    counter = _RecordCounter(
+        quote_aware=contract.format == "csv", delimiter=contract.delimiter.encode()
+    )
     line, offset, first_line = 1, 0, None
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 try:
                     text = decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
                     bad_line = line + chunk[: exc.start].count(b"\n")
                     raise DeliveryError(
-                        f"{path}: line {bad_line}, byte {offset + exc.start}: not valid "
+                        f"{shown}: line {bad_line}, byte {offset + exc.start}: not valid "
                         f"{contract.encoding} ({exc.reason}); the contract "
                         f"conf/sources/{contract.source_id}.yaml says encoding: {contract.encoding}"
                     ) from exc
@@ -233,43 +449,50 @@ def inspect_delivery(path: Path, contract: SourceContract, landing_root: Path) -
                 offset += len(chunk)
             decoder.decode(b"", final=True)
     except OSError as exc:
-        raise DeliveryError(f"{path}: cannot read the delivered file: {exc.strerror}") from exc
+        raise DeliveryError(f"{shown}: cannot read the delivered file: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:  # the file ends inside a multi-byte character
         raise DeliveryError(
-            f"{path}: line {line}: the file ends inside a {contract.encoding} character "
+            f"{shown}: line {line}: the file ends inside a {contract.encoding} character "
             f"(truncated?); the contract conf/sources/{contract.source_id}.yaml says "
             f"encoding: {contract.encoding}"
         ) from exc
-    source_file = str(path.relative_to(landing_root))
+    source_file = str(shown.relative_to(landing_root))
+    sha256 = sha256 or digest.hexdigest()
     if offset == 0:
-        raise DeliveryError(f"{path}: the file is empty (0 bytes); expected a header line")
+        raise DeliveryError(f"{shown}: the file is empty (0 bytes); expected a header line")
     records = counter.close()
+    if counter.lone_cr_line is not None:
+        raise DeliveryError(
+            f"{shown}: line {counter.lone_cr_line}: a carriage return (CR) inside a line, outside "
+            "any quoted field; readers split the record there. Deliver with LF or CRLF line "
+            "ends, and quote a field that holds a line break"
+        )
     if contract.format == "csv":
         if not (first_line or "").strip("\ufeff\r "):
-            raise DeliveryError(f"{path}: line 1 is blank; expected the header line")
-        layout = check_header(path, contract, first_line)
-        return Delivery(path, source_file, digest.hexdigest(), records - 1, layout)
+            raise DeliveryError(f"{shown}: line 1 is blank; expected the header line")
+        layout = check_header(shown, contract, first_line)
+        return Delivery(shown, source_file, sha256, records - 1, layout)
     if contract.format == "geojson":  # features are counted by the reader, not by lines
-        return Delivery(path, source_file, digest.hexdigest(), 0)
-    return Delivery(path, source_file, digest.hexdigest(), records)
+        return Delivery(shown, source_file, sha256, 0)
+    return Delivery(shown, source_file, sha256, records)
 
 
-def _peek_header(path: Path, contract: SourceContract) -> Layout:
+def _peek_header(path: Path, contract: SourceContract, shown: Path) -> Layout:
     """The CSV header alone (the reader's schema needs it); inspect_delivery explains failures."""
     with path.open("rb") as handle:
         head = handle.read(1 << 16).split(b"\n", 1)[0]
     try:
         first_line = head.decode(contract.encoding)
     except UnicodeDecodeError:
-        inspect_delivery(path, contract, path.parent)  # raises, naming line and byte
+        inspect_delivery(path, contract, shown.parent, delivered=shown)  # names line and byte
         raise
     if not first_line.strip("\ufeff\r "):
         raise DeliveryError(
-            f"{path}: the file is empty (0 bytes)"
+            f"{shown}: the file is empty (0 bytes)"
             if path.stat().st_size == 0
-            else f"{path}: line 1 is blank; expected the header line"
+            else f"{shown}: line 1 is blank; expected the header line"
         )
-    return check_header(path, contract, first_line)
+    return check_header(shown, contract, first_line)
 
 
 def read_csv(
@@ -303,16 +526,33 @@ def read_csv(
 def read_jsonl(spark: SparkSession, path: Path, contract: SourceContract) -> DataFrame:
     """JSON lines, one object per non-blank line, decoded with the contract's encoding: the
     contract's keys as its columns (every value as its JSON text), the line itself as _line (its
-    keys are matched against the contract once counted, see jsonl_layout), and the line again as
-    _malformed_line when it is no JSON object."""
+    keys are matched against the contract once counted, see jsonl_layout).
+
+    Strict JSON (RFC 8259): a line that is no JSON object (single quotes, a bare value, an array,
+    a cut line) gets `_row.not_json_object`; an object that repeats a key gets
+    `_row.duplicate_json_key` (which of its values was meant is unknown). Either way the line is
+    kept as _malformed_line and quarantined with that reason."""
     charset = SPARK_CHARSETS.get(contract.encoding, contract.encoding)
     line = F.ltrim(F.decode(F.col("value").cast("binary"), charset), F.lit("\ufeff"))
     lines = spark.read.text(str(path)).select(line.alias("_line")).where(F.col("_line") != "")
-    schema = T.StructType([T.StructField(c.header, T.StringType()) for c in contract.columns])
-    parsed = F.from_json("_line", schema)
+    schema = T.StructType(
+        [T.StructField(c.header, T.StringType()) for c in contract.columns]
+        + [T.StructField("_not_json", T.StringType())]
+    )
+    parsed = F.from_json("_line", schema, STRICT_JSON)
+    keys = F.json_object_keys("_line")
+    not_object = parsed["_not_json"].isNotNull() | keys.isNull()
+    repeated = ~not_object & (F.size(keys) != F.size(F.array_distinct(keys)))
+    reasons = F.array_compact(
+        F.array(
+            F.when(not_object, F.lit(NOT_JSON_OBJECT)),
+            F.when(repeated, F.lit("_row.duplicate_json_key")),
+        )
+    )
     return lines.select(
-        *[parsed[c.header].alias(c.name) for c in contract.columns],
-        F.when(F.json_object_keys("_line").isNull(), F.col("_line")).alias("_malformed_line"),
+        *[F.when(~not_object, parsed[c.header]).alias(c.name) for c in contract.columns],
+        F.when(not_object | repeated, F.col("_line")).alias("_malformed_line"),
+        F.when(F.size(reasons) > 0, reasons).alias(INGEST_REASONS),
         "_line",
     )
 
@@ -356,7 +596,7 @@ def _by_position(frame: DataFrame, contract: SourceContract, layout: Layout) -> 
         for x in (F.lit(header or f"({get_column_letter(i + 1)})"), F.col(f"_f{i}"))
     ]
     extras = F.create_map(*extra) if extra else F.lit(None).cast(_EXTRA_TYPE)
-    rest = [c for c in ("_malformed_line", "_row_number") if c in frame.columns]
+    rest = [c for c in ("_malformed_line", INGEST_REASONS, "_row_number") if c in frame.columns]
     return frame.select(*columns, extras.alias(EXTRA_COLUMNS), *rest)
 
 
@@ -397,28 +637,37 @@ def with_row_numbers(frame: DataFrame, **per_split: Column) -> tuple[DataFrame, 
 
 
 def _read_text_delivery(
-    spark: SparkSession, path: Path, contract: SourceContract, landing_root: Path
+    spark: SparkSession,
+    path: Path,
+    contract: SourceContract,
+    landing_root: Path,
+    sha256: str,
+    delivered: Path,
 ) -> tuple[Delivery, DataFrame, int]:
-    """CSV / JSON lines: the strict decode and the content hash (Python, one core) run while
-    Spark's first pass counts the records of each split (the JVM); neither waits for the other.
+    """CSV / JSON lines: the strict decode and the count (Python, one core) run while Spark's
+    first pass counts the records of each split (the JVM); neither waits for the other.
+    `path` is what is read: the delivered file, or its LF copy when it came with CR line ends.
     Returns the delivery, the numbered frame and how many records Spark's reader found."""
-    layout = _peek_header(path, contract) if contract.format == "csv" else None
+    layout = _peek_header(path, contract, delivered) if contract.format == "csv" else None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inspected = pool.submit(inspect_delivery, path, contract, landing_root)
+        inspected = pool.submit(
+            inspect_delivery, path, contract, landing_root, sha256=sha256, delivered=delivered
+        )
         try:
             if layout is not None:
                 numbered, splits = with_row_numbers(read_csv(spark, path, contract, layout))
             else:
                 frame = read_jsonl(spark, path, contract)
                 # the key sets the file's objects use, found in the same pass
-                keys = F.collect_set(F.array_sort(F.json_object_keys("_line")))
+                keys = F.collect_set(F.array_sort(F.array_distinct(F.json_object_keys("_line"))))
                 numbered, splits = with_row_numbers(frame, keys=keys)
         finally:
             delivery = inspected.result()  # a bad delivery's own message comes first
     counted = sum(split["n"] for split in splits)
     if layout is None:
-        layout = jsonl_layout(path, contract, splits)
+        layout = jsonl_layout(delivered, contract, splits)
         return replace(delivery, layout=layout), with_json_extras(numbered, layout), counted
+    numbered = numbered.withColumn(INGEST_REASONS, F.lit(None).cast("array<string>"))
     return delivery, _by_position(numbered, contract, layout), counted
 
 
@@ -462,11 +711,83 @@ def cell_text(value) -> str | None:
     return str(value)
 
 
+HEADER_SEARCH_ROWS = 20  # title rows (a sheet's heading, a unit line) may stand above the header
+
+
+def _sheet(workbook, path: Path, contract: SourceContract):
+    if not workbook.worksheets:
+        raise DeliveryError(f"{path}: the workbook has no sheet")
+    if contract.sheet is None:
+        return workbook.worksheets[0]
+    if contract.sheet not in workbook.sheetnames:
+        raise DeliveryError(
+            f"{path}: no sheet named '{contract.sheet}' (the contract "
+            f"conf/sources/{contract.source_id}.yaml says sheet: {contract.sheet}); the workbook "
+            f"has {workbook.sheetnames}"
+        )
+    return workbook[contract.sheet]
+
+
+def _find_header(rows, path: Path, contract: SourceContract, title: str):
+    """(header texts, its row number, rows above it that held something): the first row among
+    the first HEADER_SEARCH_ROWS that holds every required header of the contract."""
+    required = {c.header for c in contract.columns if c.required}
+    above: list[int] = []
+    first_seen = None
+    for row_number, values in enumerate(rows, start=1):
+        texts = [(cell_text(v) or "").strip() for v in values]
+        if not any(texts):
+            continue
+        if required <= set(texts):
+            while texts and not texts[-1]:
+                texts.pop()
+            return texts, row_number, above
+        first_seen = first_seen or (row_number, texts)
+        above.append(row_number)
+        if len(above) >= HEADER_SEARCH_ROWS:
+            break
+    if first_seen is None:
+        raise DeliveryError(f"{path}: sheet '{title}' is empty; expected a header row")
+    row_number, texts = first_seen  # fails naming the required columns it lacks
+    layout_of(path, contract, texts, f"sheet '{title}', row {row_number} (header)")
+    raise DeliveryError(f"{path}: sheet '{title}': no header row found")  # pragma: no cover
+
+
+def _has_formulas(path: Path, sheet) -> bool:
+    """Whether the sheet's XML holds a formula element (<f>), streamed from the archive."""
+    member = getattr(sheet, "_worksheet_path", None)
+    if member is None:
+        return True
+    with zipfile.ZipFile(path) as archive, archive.open(member.lstrip("/")) as xml:
+        tail = b""
+        while chunk := xml.read(CHUNK):
+            data = tail + chunk
+            if b"<f>" in data or b"<f " in data or b":f>" in data or b":f " in data:
+                return True
+            tail = data[-8:]
+    return False
+
+
+def _other_sheets_with_data(workbook, chosen) -> list[str]:
+    return [
+        sheet.title
+        for sheet in workbook.worksheets
+        if sheet is not chosen
+        and any(v not in (None, "") for row in sheet.iter_rows(values_only=True) for v in row)
+    ]
+
+
 def stage_xlsx(
     path: Path, contract: SourceContract, landing_root: Path, staging: Path, sha256: str
-) -> Delivery:
-    """Stream the first sheet (openpyxl, read-only) into staging Parquet: text fields _f0.. by
-    position, _row_number (the sheet's row), _malformed_line (a row wider than its header)."""
+) -> tuple[Delivery, dict]:
+    """Stream the contract's sheet (openpyxl, read-only) into staging Parquet: text fields _f0..
+    by position, _row_number (the sheet's own row, as Excel shows it), _malformed_line (a row wider
+    than its header), _ingest_reasons (`<column>.formula_without_value` for a formula cell saved
+    without its result: the value the department saw is not in the file).
+
+    The header is the first row holding every required header (title rows above it are reported).
+    Returns the delivery and what the reader left aside: other sheets with data, rows above the
+    header."""
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
@@ -474,35 +795,48 @@ def stage_xlsx(
             f"{path}: not a readable XLSX workbook ({exc}); the contract "
             f"conf/sources/{contract.source_id}.yaml says format: xlsx"
         ) from exc
+    formulas = None
     try:
-        if not workbook.worksheets:
-            raise DeliveryError(f"{path}: the workbook has no sheet")
-        sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        first_row = sheet.min_row or 1
-        header = next(rows, None)
-        while header is not None and all(v is None for v in header):  # blank rows above it
-            header, first_row = next(rows, None), first_row + 1
-        if header is None:
-            raise DeliveryError(f"{path}: sheet '{sheet.title}' is empty; expected a header row")
-        found = [cell_text(v) or "" for v in header]
-        while found and not found[-1]:
-            found.pop()
-        layout = layout_of(
-            path, contract, found, f"sheet '{sheet.title}', row {first_row} (header)"
+        sheet = _sheet(workbook, path, contract)
+        found, header_row, above = _find_header(
+            sheet.iter_rows(values_only=True), path, contract, sheet.title
         )
+        layout = layout_of(
+            path, contract, found, f"sheet '{sheet.title}', row {header_row} (header)"
+        )
+        names = {
+            i: c.name for c in contract.columns if (i := layout.positions.get(c.name)) is not None
+        }
+        rows = sheet.iter_rows(min_row=header_row + 1, values_only=True)
+        formula_rows = None
+        if _has_formulas(path, sheet):  # formula text beside the cached values
+            formulas = load_workbook(path, read_only=True, data_only=False)
+            formula_rows = formulas[sheet.title].iter_rows(min_row=header_row + 1, values_only=True)
         width = len(found)
         schema = pa.schema(
             [pa.field(f"_f{i}", pa.string()) for i in range(width)]
-            + [pa.field("_malformed_line", pa.string()), pa.field("_row_number", pa.int64())]
+            + [
+                pa.field("_malformed_line", pa.string()),
+                pa.field(INGEST_REASONS, pa.list_(pa.string())),
+                pa.field("_row_number", pa.int64()),
+            ]
         )
         staging.mkdir(parents=True, exist_ok=True)
         count = 0
-        buffer: list[list] = [[] for _ in range(width + 2)]
+        buffer: list[list] = [[] for _ in range(width + 3)]
         with pq.ParquetWriter(staging / "rows.parquet", schema) as writer:
-            for row_number, values in enumerate(rows, start=first_row + 1):
+            for row_number, values in enumerate(rows, start=header_row + 1):
+                written = next(formula_rows, ()) if formula_rows is not None else ()
                 texts = [cell_text(v) for v in values]
-                if all(t is None or t == "" for t in texts):
+                unsaved = [
+                    f"{names[i]}.formula_without_value"
+                    for i, (value, formula) in enumerate(zip(values, written, strict=False))
+                    if i in names  # a column the contract does not know only rides along
+                    and value is None
+                    and isinstance(formula, str)
+                    and formula.startswith("=")
+                ]
+                if all(t is None or t == "" for t in texts) and not unsaved:
                     continue  # a blank row is no record (as a blank CSV line)
                 wider = any(t not in (None, "") for t in texts[width:])
                 texts = (texts + [None] * width)[:width]
@@ -513,15 +847,25 @@ def stage_xlsx(
                     if wider
                     else None
                 )
-                buffer[width + 1].append(row_number)
+                buffer[width + 1].append(sorted(set(unsaved)) or None)
+                buffer[width + 2].append(row_number)
                 count += 1
-                if len(buffer[0] if width else buffer[width]) >= XLSX_STAGING_ROWS:
+                if len(buffer[width + 2]) >= XLSX_STAGING_ROWS:
                     writer.write_batch(pa.record_batch(buffer, schema=schema))
-                    buffer = [[] for _ in range(width + 2)]
+                    buffer = [[] for _ in range(width + 3)]
             writer.write_batch(pa.record_batch(buffer, schema=schema))
+        left_aside = {
+            "sheet": sheet.title,
+            "header_row": header_row,
+            "rows_above_header": above,
+            "ignored_sheets": _other_sheets_with_data(workbook, sheet),
+        }
     finally:
         workbook.close()
-    return Delivery(path, str(path.relative_to(landing_root)), sha256, count, layout)
+        if formulas is not None:
+            formulas.close()
+    delivery = Delivery(path, str(path.relative_to(landing_root)), sha256, count, layout)
+    return delivery, left_aside
 
 
 # ----------------------------------------------------------------------------- GeoJSON
@@ -529,12 +873,52 @@ def stage_xlsx(
 _FEATURE = "struct<type: string, properties: map<string, string>, geometry: string>"
 
 
+def geometry_reasons(
+    path: Path, contract: SourceContract, bounds: tuple[float, float, float, float]
+) -> dict[int, list[str]]:
+    """Reason codes of the features (by 0-based position) whose geometry is no valid polygon
+    (OGC simple features, as GEOS judges: a ring that crosses itself or another ring,
+    `<column>.self_intersection`) or reaches outside the city's bounds (its divisions' bounding
+    box, `<column>.outside_city`). A geometry whose structure is wrong (not a Polygon or
+    MultiPolygon, a ring not closed, too few positions) is silver's `malformed_geometry`."""
+    column = next((c.name for c in contract.columns if c.type == "geometry"), None)
+    if column is None:
+        return {}
+    collection = json.loads(path.read_text(encoding=contract.encoding))
+    min_x, min_y, max_x, max_y = bounds
+    margin = BOUNDS_MARGIN_DEGREES
+    reasons: dict[int, list[str]] = {}
+    for position, feature in enumerate(collection.get("features") or []):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") not in (
+            "Polygon",
+            "MultiPolygon",
+        ):
+            continue
+        try:
+            polygon = shape(geometry)
+        except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.ShapelyError):
+            continue  # malformed structure: silver's rule names it
+        found = []
+        if not polygon.is_valid:
+            found.append(f"{column}.self_intersection")
+        x0, y0, x1, y1 = polygon.bounds
+        if x0 < min_x - margin or y0 < min_y - margin or x1 > max_x + margin or y1 > max_y + margin:
+            found.append(f"{column}.outside_city")
+        if found:
+            reasons[position] = found
+    return reasons
+
+
 def read_geojson(
-    spark: SparkSession, contract: SourceContract, delivery: Delivery
+    spark: SparkSession,
+    contract: SourceContract,
+    delivery: Delivery,
+    bounds: tuple[float, float, float, float],
 ) -> tuple[Delivery, DataFrame]:
     """A FeatureCollection: one bronze row per feature, properties matched to the contract's
     headers by name, the geometry member kept as its JSON text (Spark's JSON reader hands a
-    nested object to a string field as its text)."""
+    nested object to a string field as its text); the reasons of geometry_reasons."""
     collection = (
         spark.read.option("multiLine", True)
         .option("encoding", SPARK_CHARSETS.get(contract.encoding, contract.encoding))
@@ -576,13 +960,25 @@ def read_geojson(
         for c in contract.columns
     ]
     extras = F.map_filter(feature["properties"], lambda k, _: ~k.isin(known))
-    frame = collection.select(F.posexplode("features").alias("position", "feature")).select(
+    invalid = geometry_reasons(delivery.path, contract, bounds)
+    features_frame = collection.select(F.posexplode("features").alias("position", "feature"))
+    if invalid:
+        found = spark.createDataFrame(
+            list(invalid.items()), "position int, _geometry_reasons array<string>"
+        )
+        features_frame = features_frame.join(F.broadcast(found), "position", "left")
+    else:
+        features_frame = features_frame.withColumn(
+            "_geometry_reasons", F.lit(None).cast("array<string>")
+        )
+    frame = features_frame.select(
         *columns,
         F.when(F.size(extras) > 0, extras).alias(EXTRA_COLUMNS),
         F.when(
             feature.isNull() | (F.coalesce(feature["type"], F.lit("")) != "Feature"),
             F.coalesce(F.to_json(feature), F.lit("null")),
         ).alias("_malformed_line"),
+        F.col("_geometry_reasons").alias(INGEST_REASONS),
         (F.col("position") + 1).cast("long").alias("_row_number"),
     )
     return Delivery(delivery.path, delivery.source_file, delivery.sha256, features, layout), frame
@@ -614,15 +1010,19 @@ def arrived_at(path: Path) -> dt.datetime:
     return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
 
 
-def ingest_source(lake: Lake, contract: SourceContract, delivery_date: dt.date) -> list[dict]:
+def ingest_source(
+    lake: Lake, contract: SourceContract, delivery_date: dt.date
+) -> tuple[list[dict], list[dict]]:
     """Ingest every file delivered for one source on one date, in the order the files arrived;
-    returns one summary per file."""
+    returns one summary per file, and one per entry of the day folder that was refused."""
     repair_manifest(lake, contract)
+    day = scan_day(lake.env, contract, delivery_date)
+    refused = record_refusals(lake, contract, delivery_date, day.refused)
     known = manifest_contents(lake, contract.source_id)
-    return [
-        ingest_file(lake, contract, delivery_date, path, known)
-        for path in find_deliveries(lake.env, contract, delivery_date)
-    ]
+    _, city, _ = settings()
+    bounds = city_bounds(tuple(city.division_codes))
+    files = [ingest_file(lake, contract, delivery_date, path, known, bounds) for path in day.files]
+    return files, refused
 
 
 def ingest_file(
@@ -631,42 +1031,52 @@ def ingest_file(
     delivery_date: dt.date,
     path: Path,
     known: dict[str, Known],
+    bounds: tuple[float, float, float, float],
 ) -> dict:
     """One file: skipped when its content is already recorded for this day or an earlier one
     (on an earlier day it is recorded as a re-delivery, not ingested again), else read, counted
-    and written to bronze as one batch, and recorded in the manifest. `known` is updated."""
+    and written to bronze as one batch, and recorded in the manifest. `known` is updated.
+
+    All or nothing: every check runs before the bronze commit, the bronze commit carries the
+    manifest entry (see _write_bronze), so a failure leaves bronze and the manifest as they were."""
     env, spark = lake.env, lake.spark
     sha256 = file_sha256(path)
     seen = known.get(sha256)
     if seen is not None and seen.delivery_date <= delivery_date:
         return _seen_before(lake, contract, delivery_date, path, sha256, seen, known)
-    staging = None
+    staging = staging_dir(env, contract, sha256)
+    left_aside: dict = {}
     try:
         if contract.format in ("csv", "jsonl"):
-            delivery, frame, counted = _read_text_delivery(spark, path, contract, env.landing)
+            readable = stage_lf(path, staging) if is_cr_only(path) else path
+            if readable is not path:
+                left_aside["line_ends"] = "CR (converted to LF, one line for one line)"
+            delivery, frame, counted = _read_text_delivery(
+                spark, readable, contract, env.landing, sha256, path
+            )
         elif contract.format == "xlsx":
-            staging = staging_dir(env, contract, sha256)
-            delivery = stage_xlsx(path, contract, env.landing, staging, sha256)
+            delivery, left_aside = stage_xlsx(path, contract, env.landing, staging, sha256)
             frame = _by_position(spark.read.parquet(str(staging)), contract, delivery.layout)
             counted = delivery.rows
         else:  # geojson: the strict decode names a wrong encoding's line and byte
-            delivery, frame = read_geojson(
-                spark, contract, inspect_delivery(path, contract, env.landing)
-            )
+            inspected = inspect_delivery(path, contract, env.landing, sha256=sha256)
+            delivery, frame = read_geojson(spark, contract, inspected, bounds)
             counted = delivery.rows
         if counted != delivery.rows:
             raise DeliveryError(
-                f"{path}: {delivery.rows} data records counted in the file, but Spark's reader "
-                f"parsed {counted}; nothing was written to bronze.{contract.source_id}"
+                f"{path}: {delivery.rows} data records counted in the file (RFC 4180 quoting), "
+                f"but Spark's reader parsed {counted}: the records cannot be delimited "
+                f"unambiguously; nothing was written to bronze.{contract.source_id}"
             )
         result = _write_bronze(lake, contract, delivery_date, delivery, frame, arrived_at(path))
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     known[sha256] = Known(
         delivery_date, result["batch_id"], delivery.rows, frozenset({delivery_date})
     )
-    return result
+    if left_aside.get("ignored_sheets"):
+        LOG.warning("%s: sheets not taken: %s", path, left_aside["ignored_sheets"])
+    return {**result, **left_aside}
 
 
 def _seen_before(
@@ -733,6 +1143,7 @@ def _write_bronze(
         *contract.column_names,
         EXTRA_COLUMNS,
         "_malformed_line",
+        F.col(INGEST_REASONS).cast("array<string>").alias(INGEST_REASONS),
         F.lit(delivery.source_file).alias("_source_file"),
         F.lit(batch_id).alias("_batch_id"),
         F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),  # aware: one instant
@@ -755,7 +1166,8 @@ def _write_bronze(
         )
     ops.append(lake, ops.MANIFEST, [record])
     layout = delivery.layout.report() if delivery.layout else _NO_LAYOUT
-    return {**{k: str(v) for k, v in record.items()}, **layout, "skipped": False}
+    summary = {k: str(v) for k, v in record.items()}
+    return {"file": delivery.source_file, **summary, **layout, "skipped": False}
 
 
 _NO_LAYOUT = {"extra_columns": [], "absent_columns": []}

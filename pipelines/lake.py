@@ -222,7 +222,11 @@ class Lake:
         """Write one batch's rows, replacing any earlier attempt of the same batch (idempotent)."""
         writer = df.write.format("delta").mode("overwrite")
         if self.exists(layer, name):
-            writer = writer.option("replaceWhere", f"_batch_id = {sql_text(batch_id)}")
+            # mergeSchema: a column added to bronze or quarantine (by a newer CityLake) is added
+            # to the table; rows written before hold null in it
+            writer = writer.option("replaceWhere", f"_batch_id = {sql_text(batch_id)}").option(
+                "mergeSchema", "true"
+            )
         else:
             writer = writer.option("delta.dataSkippingStatsColumns", BATCH_STATS_COLUMNS)
         self._save(writer, layer, name, metadata)

@@ -8,6 +8,8 @@
     quality_results   one row per expectation per validation (quality/runner.py)
     run_log           one row per failed or retried task (citylake/orchestration.py)
     integrity         one row per cross-library link per publication (base_libraries/integrity.py)
+    landing_refusals  one row per entry of a day folder that was not taken (a symbolic link, a
+                      hidden file, a folder, anything resolving outside the landing zone), why
 
 Only delta-rs writes these tables (Lake.append_rows): a commit of a few rows costs some 50 ms.
 Timestamps are instants (UTC); dates are the city's calendar days.
@@ -28,6 +30,7 @@ LEDGER = "silver_ledger"
 QUALITY_RESULTS = "quality_results"
 RUN_LOG = "run_log"
 INTEGRITY = "integrity"
+LANDING_REFUSALS = "landing_refusals"
 
 _INSTANT = pa.timestamp("us", tz="UTC")
 
@@ -114,6 +117,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("resolved", pa.int64()),
             ("total", pa.int64()),
             ("share", pa.float64()),
+        ]
+    ),
+    LANDING_REFUSALS: pa.schema(
+        [
+            ("source_id", pa.string()),
+            ("delivery_date", pa.date32()),
+            ("source_file", pa.string()),  # the entry's path relative to the landing root
+            ("reason_code", pa.string()),  # symlink | hidden | folder | not_a_file | outside
+            ("reason", pa.string()),
+            ("found_at", _INSTANT),
         ]
     ),
 }

@@ -122,7 +122,7 @@ class XlsxWriter:
     def __init__(self, path: Path, contract: SourceContract, delivery_date: dt.date):
         self.path, self.contract, self.delivery_date = path, contract, delivery_date
         self.workbook = Workbook(write_only=True)
-        self.sheet = self.workbook.create_sheet(title=contract.title[:31])
+        self.sheet = self.workbook.create_sheet(title=contract.sheet or contract.title[:31])
         self.sheet.append(contract.headers)
 
     def write(self, chunk: Chunk) -> None:

@@ -435,6 +435,10 @@ def test_a_weekly_source_without_delivery_is_skipped_a_daily_one_is_not(tmp_path
     contract = CONTRACTS[by_frequency["weekly"]]
     folder = tmp_path / "landing" / contract.department / contract.source_name / day.isoformat()
     folder.mkdir(parents=True)
-    (folder / "extract.csv").write_text("x\n", encoding="utf-8")
+    with pytest.raises(AirflowSkipException):  # an empty day folder delivers nothing
+        orch.skip_unless_delivered(by_frequency["weekly"], day)
+    (folder / ".extract.csv.part").write_text("x\n", encoding="utf-8")
+    assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None  # ingest reports it
+    (folder / ".extract.csv.part").rename(folder / "extract.csv")
     assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None
     assert orch.delivered_days(by_frequency["weekly"], [day, day + dt.timedelta(days=1)]) == [day]

@@ -81,6 +81,30 @@ def test_record_count_agrees_with_the_csv_module(rows, chunk, blank_lines, line_
     assert count_records(text.encode("gb18030"), chunk) == expected
 
 
+RAW = st.text(alphabet=st.sampled_from(list('ab,"\n 张')), max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=RAW, chunk=st.integers(min_value=1, max_value=40))
+def test_record_count_of_any_text_agrees_with_the_csv_module(text, chunk):
+    """Text no CSV writer made: stray quotes inside unquoted fields (张"三), text after a closing
+    quote, quotes left open. A quote opens a field only at its start, as in Python's reader and
+    Spark's; the counts agree on every input."""
+    expected = sum(1 for r in csv.reader(io.StringIO(text, newline="")) if r)
+    assert count_records(text.encode("gb18030"), chunk) == expected
+
+
+@pytest.mark.parametrize(
+    "data, line",
+    [(b"a,b\r\n1,x\ry\r\n", 2), (b"a,b\n1,2\n3,4\r5\n", 3), (b"a,b\n1,2\rx", 2)],
+)
+def test_a_carriage_return_inside_a_line_is_found_by_line(data, line):
+    counter = _RecordCounter(quote_aware=True)
+    counter.feed(data)
+    counter.close()
+    assert counter.lone_cr_line == line
+
+
 def test_a_quote_left_open_at_the_end_is_one_record():
     data = b'a,b\n1,2\n3,"cut off in the mid\ndle'
     assert count_records(data, 5) == 3  # header, one row, the truncated row
@@ -89,9 +113,11 @@ def test_a_quote_left_open_at_the_end_is_one_record():
 # ----------------------------------------------------------------------------- Spark
 
 
-def write_xlsx(path, rows):
+def write_xlsx(path, rows, title="社会组织登记信息"):
+    """A workbook with one sheet (by default the one the social organisations' contract names)."""
     workbook = Workbook()
     sheet = workbook.active
+    sheet.title = title
     for row in rows:
         sheet.append(row)
     workbook.save(path)
@@ -181,6 +207,9 @@ def test_xlsx_without_a_required_column_or_not_a_workbook_fails_naming_the_file(
         landing(env, contract, "orgs.xlsx"), [[h for h in contract.headers if h != "社会组织名称"]]
     )
     with pytest.raises(DeliveryError, match=r"orgs\.xlsx: sheet '.*', row 1 \(header\): missing "):
+        flow.ingest(ORGS, DAY)
+    write_xlsx(path, [contract.headers], title="Sheet1")  # the declared sheet renamed
+    with pytest.raises(DeliveryError, match=r"orgs\.xlsx: no sheet named '社会组织登记信息'.*\['Sheet1'\]"):
         flow.ingest(ORGS, DAY)
     path.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(DeliveryError, match=r"orgs\.xlsx: not a readable XLSX workbook"):
@@ -278,7 +307,7 @@ def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, enco
     text = "\n".join(lines)
     path = landing(env, contract, "tickets.jsonl")
     path.write_bytes(text.encode(encoding))
-    (summary,) = ingest_source(Lake(env, spark), contract, DAY)
+    (summary,), _ = ingest_source(Lake(env, spark), contract, DAY)
     assert summary["rows_delivered"] == summary["rows_bronze"] == "4"
     assert summary["extra_columns"] == ["坐席", "附件"]
     assert "办结时间" in summary["absent_columns"] and "工单编号" not in summary["absent_columns"]
