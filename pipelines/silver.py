@@ -13,13 +13,13 @@ import functools
 from importlib.resources import files
 
 import yaml
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from citylake.config import City, SourceContract
 from pipelines import standardize as S
 from pipelines.credit_code import with_uscc_checks
-from pipelines.ingest import EXTRA_COLUMNS
+from pipelines.ingest import EXTRA_COLUMNS, INGEST_REASONS, NOT_JSON_OBJECT
 
 LINEAGE = ["_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number"]
 # Contract type → (parser of the delivered text, rule of the reason code when it cannot parse).
@@ -51,7 +51,15 @@ def standardize(
     as_of_col = F.lit(as_of).cast("date")
     end_of_as_of = F.date_add(as_of_col, 1).cast("timestamp")  # a moment on as_of is not future
     frame = bronze.withColumn("_original", F.struct(*contract.column_names))
-    reasons: list[Column] = [_reason(F.col("_malformed_line").isNotNull(), "_row.malformed_row")]
+    # A malformed record is "_row.malformed_row" unless the reader said more precisely why.
+    precise = (
+        F.size(F.coalesce(F.col(INGEST_REASONS), F.array())) > 0
+        if INGEST_REASONS in bronze.columns
+        else F.lit(False)
+    )
+    reasons: list[Column] = [
+        _reason(F.col("_malformed_line").isNotNull() & ~precise, "_row.malformed_row")
+    ]
     reason_arrays: list[Column] = []  # rule sets that already yield arrays (ID number checks)
     for column in contract.columns:
         name = column.name
@@ -103,29 +111,50 @@ def standardize(
             frame = frame.withColumn(name, S.clean_text(F.col(name)))
         if column.required:
             reasons.append(_reason(F.col(name).isNull(), f"{name}.missing"))
-    frame = frame.withColumn(
-        "_reasons", F.array_compact(F.concat(F.array(*reasons), *reason_arrays))
-    )
-    frame = S.flag_duplicates(frame, contract.business_key, "_row_number")
-    duplicate = F.when(
-        F.col("is_duplicate_key"),
-        F.array(*[F.lit(f"{k}.duplicate_key") for k in contract.business_key[:1]]),
-    ).otherwise(F.array().cast("array<string>"))
-    return frame.withColumn("_reasons", F.array_union(F.col("_reasons"), duplicate)).drop(
-        "is_duplicate_key",
+    if (
+        INGEST_REASONS in frame.columns
+    ):  # what the reader found (bronze of an older layout has none)
+        reason_arrays.append(F.coalesce(F.col(INGEST_REASONS), F.array().cast("array<string>")))
+    found = F.array_distinct(F.array_compact(F.concat(F.array(*reasons), *reason_arrays)))
+    if INGEST_REASONS in frame.columns:  # a line with no object in it has no fields to judge
+        unparsed = F.array_contains(F.col(INGEST_REASONS), NOT_JSON_OBJECT)
+        found = F.when(unparsed, F.array(F.lit(NOT_JSON_OBJECT))).otherwise(found)
+    frame = frame.withColumn("_reasons", found)
+    frame = with_duplicates_among_valid(frame, contract.business_key)
+    return frame.drop(
         *[f"{c.name}_reasons" for c in contract.columns if c.type in ("id_number", "credit_code")],
     )
 
 
+def with_duplicates_among_valid(frame: DataFrame, keys: list[str]) -> DataFrame:
+    """Duplicates are judged among the rows that are otherwise valid: of a business key's valid
+    rows the first in the file (lowest _row_number) is accepted, every later valid one gets
+    `<key>.duplicate_key`. An invalid row never takes a key from a valid twin; it is quarantined
+    for its own reasons. Every row of a key that has an accepted row carries that row's number
+    as _kept_row_number (in quarantine: which row won)."""
+    keyed = F.coalesce(*[F.col(k) for k in keys]).isNotNull()
+    valid = F.size("_reasons") == 0
+    kept = F.min(F.when(valid, F.col("_row_number"))).over(Window.partitionBy(*keys))
+    frame = frame.withColumn("_kept_row_number", F.when(keyed, kept))
+    duplicate = valid & keyed & (F.col("_row_number") != F.col("_kept_row_number"))
+    codes = F.array(*[F.lit(f"{k}.duplicate_key") for k in keys[:1]])
+    return frame.withColumn("_reasons", F.when(duplicate, codes).otherwise(F.col("_reasons")))
+
+
 def accepted(standardized: DataFrame) -> DataFrame:
     return standardized.where(F.size("_reasons") == 0).drop(
-        "_reasons", "_original", "_malformed_line", EXTRA_COLUMNS
-    )
+        "_reasons", "_original", "_malformed_line", "_kept_row_number", EXTRA_COLUMNS,
+        *([INGEST_REASONS] if INGEST_REASONS in standardized.columns else []),
+    )  # fmt: skip
 
 
 def quarantined(standardized: DataFrame) -> DataFrame:
     """Rejected rows: original values, lineage and reasons; nothing typed, nothing lost (columns
     the contract does not know stay in bronze, found there by _batch_id and _row_number)."""
     return standardized.where(F.size("_reasons") > 0).select(
-        "_original.*", "_malformed_line", F.col("_reasons").alias("reason_codes"), *LINEAGE
+        "_original.*",
+        "_malformed_line",
+        F.col("_reasons").alias("reason_codes"),
+        "_kept_row_number",
+        *LINEAGE,
     )

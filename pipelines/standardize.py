@@ -8,7 +8,7 @@ quality/reason_codes.yaml.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from citylake.divisions import division_eras
@@ -21,9 +21,18 @@ RIC_PATTERN = r"^\d{17}[\dX]$"
 RIC_CHECK = "10X98765432"  # check character for (sum of weighted digits) mod 11
 
 
+# Characters no department means to send: C0 controls other than the blanks (tab, newline, vertical
+# tab, form feed, carriage return), DEL, C1 controls, zero-width spaces and joiners, and a byte-order
+# mark inside a value. NUL among them: a NUL byte ends a string in C and hides the rest of a value.
+# Removed in silver (bronze and quarantine keep what was delivered); the same class in pandas_rules.
+INVISIBLE = "[\\x00-\\x08\\x0e-\\x1f\\x7f-\\x9f\\u200b-\\u200d\\u2060\\ufeff]"
+
+
 def clean_text(column: Column) -> Column:
-    """Trim, turn full-width digits and letters to half-width, collapse inner blanks; '' → null."""
-    text = F.regexp_replace(F.translate(column, FULLWIDTH + "　", HALFWIDTH + " "), r"\s+", " ")
+    """Remove invisible control characters (INVISIBLE), turn full-width digits and letters to
+    half-width, collapse inner blanks, trim; '' → null."""
+    visible = F.regexp_replace(column, INVISIBLE, "")
+    text = F.regexp_replace(F.translate(visible, FULLWIDTH + "　", HALFWIDTH + " "), r"\s+", " ")
     text = F.trim(text)
     return F.when(text == "", None).otherwise(text)
 
@@ -278,14 +287,3 @@ def map_codes(column: Column, mapping: dict[str, str]) -> Column:
     """Map codes through a small dictionary (e.g. historical → current division); unknown → null."""
     pairs = [F.lit(x) for kv in sorted(mapping.items()) for x in kv]
     return F.create_map(*pairs)[column]
-
-
-def flag_duplicates(df: DataFrame, keys: list[str], order_by: str) -> DataFrame:
-    """Adds is_duplicate_key: true for every later occurrence of a business key in the frame."""
-    window = Window.partitionBy(*keys).orderBy(order_by)
-    return df.withColumn(
-        "is_duplicate_key",
-        F.when(F.coalesce(*[F.col(k) for k in keys]).isNull(), F.lit(False)).otherwise(
-            F.row_number().over(window) > 1
-        ),
-    )

@@ -39,8 +39,14 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def clean_text(series: pd.Series) -> pd.Series:
-    """standardize.clean_text: full-width → half-width, blanks collapsed, trimmed, '' → None."""
-    text = _text(series).str.translate(_FULLWIDTH).str.replace(_BLANKS, " ", regex=True)
+    """standardize.clean_text: invisible characters removed, full-width → half-width, blanks
+    collapsed, trimmed, '' → None."""
+    text = (
+        _text(series)
+        .str.replace(S.INVISIBLE, "", regex=True)
+        .str.translate(_FULLWIDTH)
+        .str.replace(_BLANKS, " ", regex=True)
+    )
     text = text.str.strip(" ")
     return text.where(text.notna() & (text != ""), None)
 

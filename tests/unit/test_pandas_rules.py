@@ -104,7 +104,13 @@ def test_dates_parse_the_same_on_pandas_and_spark(spark, text):
 
 def test_text_cleaning_is_the_same_on_pandas_and_spark(spark):
     values = ["  贺州 市  ", "ＡＢＣ１２３", "a\u3000b", "\t", None, "x  \n y"]
+    # every invisible character (NUL, other controls, zero-width, a BOM inside) is removed
+    invisible = [chr(c) for c in [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]]
+    invisible += ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+    values += [f"45\x00242{c}6" for c in invisible] + ["\x00", "张\x00三", "\x07 \x1b[31m"]
     frame = spark.createDataFrame(list(enumerate(values)), "i int, v string")
     on_spark = [r[0] for r in frame.orderBy("i").select(S.clean_text(F.col("v"))).collect()]
     on_pandas = [None if pd.isna(v) else v for v in P.clean_text(pd.Series(values, dtype=object))]
     assert on_pandas == on_spark
+    assert on_spark[len(values) - 3 :] == [None, "张三", "[31m"]
+    assert set(on_spark[6 : len(values) - 3]) == {"452426"}
