@@ -18,6 +18,7 @@ from pathlib import Path
 
 from citylake.config import Environment, SourceContract
 from citylake.errors import CityLakeError
+from citylake.exports import formula_safe, write_csv
 from quality.freshness import FREQUENCY_LABELS, freshness, last_deliveries
 from quality.runner import PERSONAL_VALUE, mask
 
@@ -221,8 +222,17 @@ def _failures(con, results, source_ids, contracts, delivery_date) -> list[CheckF
     return found
 
 
-def render_markdown(report: DeliveryReport) -> str:
-    """The report as Markdown: Chinese for the department, English beside it for engineers."""
+def _cell(text: str) -> str:
+    """A value inside a Markdown table cell: one line, no column break, formula-safe (a report
+    pasted into a spreadsheet runs nothing)."""
+    safe = formula_safe(text) or ""
+    return safe.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def render_markdown(report: DeliveryReport, lists: dict[str, str] | None = None) -> str:
+    """The report as Markdown: Chinese for the department, English beside it for engineers.
+    `lists`: source id → the quarantine CSV beside the report (relative path), linked."""
+    lists = lists or {}
     day = report.delivery_date.isoformat()
     lines = [
         f"# 数据交付质量报告 Delivery report — {report.department_name} "
@@ -265,12 +275,18 @@ def render_markdown(report: DeliveryReport) -> str:
                 "|---|---|---|---:|---|",
             ]
             for reason in file.reasons:
-                examples = "; ".join(f"{row}: {value}" for row, value in reason.examples)
+                examples = "; ".join(f"{row}: {_cell(value)}" for row, value in reason.examples)
                 lines.append(
                     f"| `{reason.code}` | {reason.column} | {reason.rule} | {reason.count} | "
                     f"{examples} |"
                 )
             lines.append("")
+            if file.source_id in lists:
+                lines += [
+                    f"隔离行明细（可用表格软件打开）Every quarantined row, for a spreadsheet: "
+                    f"[{lists[file.source_id]}]({lists[file.source_id]})",
+                    "",
+                ]
         else:
             lines += ["没有隔离的行 No row was quarantined.", ""]
     lines += ["## 未通过的质量检查 Quality checks that failed", ""]
@@ -282,7 +298,7 @@ def render_markdown(report: DeliveryReport) -> str:
         for f in report.failures:
             percent = f"{f.unexpected_percent:.2f}" if f.unexpected_percent is not None else ""
             count = "" if f.unexpected_count is None else str(f.unexpected_count)
-            examples = (f.examples or "").replace("|", "\\|")
+            examples = _cell(f.examples or "")
             lines.append(
                 f"| {f.layer}.{f.table} | {f.expectation} | {f.column or ''} | "
                 f"{SEVERITY_LABELS.get(f.severity, f.severity)} | {count} | {percent} | {examples} |"
@@ -306,9 +322,75 @@ def write_report(
     department: str,
     delivery_date: dt.date,
 ) -> tuple[str, Path]:
-    """Collect, render and save the report; returns (markdown, path)."""
-    text = render_markdown(collect(env, contracts, department, delivery_date))
-    path = env.root / "quality" / "reports" / department / f"{delivery_date.isoformat()}.md"
+    """Collect, render and save the report, and beside it the quarantined rows of each source
+    as a CSV for a spreadsheet (see write_quarantine_lists); returns (markdown, path)."""
+    report = collect(env, contracts, department, delivery_date)
+    folder = env.root / "quality" / "reports" / department
+    lists = write_quarantine_lists(env, contracts, report, folder / delivery_date.isoformat())
+    text = render_markdown(report, {k: str(v.relative_to(folder)) for k, v in lists.items()})
+    path = folder / f"{delivery_date.isoformat()}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return text, path
+
+
+def write_quarantine_lists(
+    env: Environment,
+    contracts: dict[str, SourceContract],
+    report: DeliveryReport,
+    folder: Path,
+) -> dict[str, Path]:
+    """Per source with quarantined rows on the report's date, `<folder>/<source_id>.quarantine
+    .csv`: one line per quarantined row, so the department can correct its file — the file and
+    row number, the reason codes and their rules in Chinese, the row a duplicate lost to, then
+    the delivered values under the department's own headers (personal data masked) and the raw
+    line of a record that could not be split. Every cell is formula-safe (citylake.exports)."""
+    import duckdb
+
+    from pipelines.lake import load_extensions
+
+    texts = _reason_texts()
+    batches: dict[str, list[str]] = {}
+    for file in report.files:
+        if file.quarantined:
+            batches.setdefault(file.source_id, []).append(file.batch_id)
+    written: dict[str, Path] = {}
+    with duckdb.connect() as con:
+        load_extensions(con, "delta")
+        for source_id, batch_ids in batches.items():
+            contract = contracts[source_id]
+            scan = f"delta_scan('{_delta(env, 'quarantine', source_id)}')"
+            present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+            kept = "_kept_row_number" if "_kept_row_number" in present else "NULL"
+            values = ", ".join(
+                f'CAST("{c.name}" AS VARCHAR)' if c.name in present else "NULL"
+                for c in contract.columns
+            )
+            rows = con.execute(
+                f"SELECT _source_file, _row_number, reason_codes, {kept}, {values}, "
+                f"_malformed_line FROM {scan} WHERE _batch_id IN "
+                f"({', '.join('?' for _ in batch_ids)}) ORDER BY _source_file, _row_number",
+                batch_ids,
+            ).fetchall()
+            personal = [c.pii is not None for c in contract.columns]
+
+            def lines(rows=rows, personal=personal):
+                for source_file, row_number, codes, kept_row, *delivered, raw in rows:
+                    rules = [
+                        texts.get(code.partition(".")[2], {}).get("zh", code) for code in codes
+                    ]
+                    shown = [
+                        None if v is None else _masked(v, p)
+                        for v, p in zip(delivered, personal, strict=True)
+                    ]
+                    raw = None if raw is None else _masked(raw, True)
+                    yield [source_file, row_number, "; ".join(codes), "; ".join(rules),
+                           kept_row, *shown, raw]  # fmt: skip
+
+            header = ["文件 file", "行号 row", "原因代码 reason codes", "原因 reasons",
+                      "保留的行 row kept", *(c.header for c in contract.columns),
+                      "无法拆分的原始行 raw line"]  # fmt: skip
+            path = folder / f"{source_id}.quarantine.csv"
+            write_csv(path, header, lines())
+            written[source_id] = path
+    return written
