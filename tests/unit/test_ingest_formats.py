@@ -209,7 +209,9 @@ def test_xlsx_without_a_required_column_or_not_a_workbook_fails_naming_the_file(
     with pytest.raises(DeliveryError, match=r"orgs\.xlsx: sheet '.*', row 1 \(header\): missing "):
         flow.ingest(ORGS, DAY)
     write_xlsx(path, [contract.headers], title="Sheet1")  # the declared sheet renamed
-    with pytest.raises(DeliveryError, match=r"orgs\.xlsx: no sheet named '社会组织登记信息'.*\['Sheet1'\]"):
+    with pytest.raises(
+        DeliveryError, match=r"orgs\.xlsx: no sheet named '社会组织登记信息'.*\['Sheet1'\]"
+    ):
         flow.ingest(ORGS, DAY)
     path.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(DeliveryError, match=r"orgs\.xlsx: not a readable XLSX workbook"):
