@@ -222,10 +222,9 @@ def _apply_batch(lake: Lake, contract, city, eras, batch: ledger.Batch, delivere
                 f"{source_id} batch {batch.batch_id}: {delivered} rows in bronze, but "
                 f"standardization gave {n_good} accepted + {n_bad} quarantined; refusing to go on"
             )
-        lake.replace_batch(
+        written = lake.replace_batch(
             silver.quarantined(standardized), "quarantine", source_id, batch.batch_id
         )
-        written = lake.rows_written("quarantine", source_id)
         if written != n_bad:
             raise RuntimeError(
                 f"{source_id} batch {batch.batch_id}: {n_bad} rows to quarantine, {written} "

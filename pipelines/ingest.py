@@ -1151,10 +1151,9 @@ def _write_bronze(
         F.col("_row_number").cast("long").alias("_row_number"),
     )
     before = latest_version(lake.table_path("bronze", contract.source_id))
-    lake.replace_batch(
+    bronze_rows = lake.replace_batch(
         bronze, "bronze", contract.source_id, batch_id, metadata={"manifest": record}
     )
-    bronze_rows = lake.rows_written("bronze", contract.source_id)
     if bronze_rows != delivery.rows:  # the reader's count was checked; this is Delta's own
         if before is None:
             shutil.rmtree(lake.table_path("bronze", contract.source_id), ignore_errors=True)

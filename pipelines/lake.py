@@ -218,10 +218,14 @@ class Lake:
         name: str,
         batch_id: str,
         metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Write one batch's rows, replacing any earlier attempt of the same batch (idempotent)."""
+    ) -> int:
+        """Write one batch's rows, replacing any earlier attempt of the same batch (idempotent).
+        Returns the rows written, from Delta's metrics. An empty batch that replaces nothing makes
+        no commit at all (Delta skips it), so the last commit's metrics are not this write's: the
+        version is compared before and after."""
         writer = df.write.format("delta").mode("overwrite")
-        if self.exists(layer, name):
+        before = self.version(layer, name) if self.exists(layer, name) else -1
+        if before >= 0:
             # mergeSchema: a column added to bronze or quarantine (by a newer CityLake) is added
             # to the table; rows written before hold null in it
             writer = writer.option("replaceWhere", f"_batch_id = {sql_text(batch_id)}").option(
@@ -230,6 +234,9 @@ class Lake:
         else:
             writer = writer.option("delta.dataSkippingStatsColumns", BATCH_STATS_COLUMNS)
         self._save(writer, layer, name, metadata)
+        if self.version(layer, name) == before:
+            return 0
+        return self.rows_written(layer, name)
 
     def overwrite(
         self, df: DataFrame, layer: str, name: str, metadata: dict[str, Any] | None = None

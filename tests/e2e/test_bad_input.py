@@ -317,6 +317,31 @@ def test_a_correction_of_the_same_day_applies_after_what_it_corrects_whatever_it
     assert silver == {id_number(1): "居民一", id_number(2): "居民2"}
 
 
+def test_a_batch_with_nothing_to_quarantine_after_one_with_something_counts_zero(city):
+    """Delta makes no commit for an empty overwrite that replaces nothing: the counts of such a
+    write are zero, not the metrics of the commit before it (bronze and quarantine alike)."""
+    env, contract, lake = city
+    first = deliver(
+        env, contract, register([row(1), row(2, 户号="")], contract.headers), name="a.csv"
+    )
+    clean = deliver(env, contract, register([row(3)], contract.headers), name="b.csv")
+    header_only = deliver(env, contract, ",".join(contract.headers) + "\n", name="c.csv")
+    for offset, path in enumerate([first, clean, header_only]):
+        os.utime(path, (1_700_000_000 + offset * 60,) * 2)
+    ingested, standardized = run()
+    assert [int(f["rows_bronze"]) for f in ingested["files"]] == [2, 1, 0]
+    assert [(b["accepted"], b["quarantined"]) for b in standardized["batches"]] == [
+        (1, 1),
+        (1, 0),
+        (0, 0),
+    ]
+    assert accounted(lake, ingested, standardized) == {
+        "delivered": 3,
+        "accepted": 2,
+        "quarantined": 1,
+    }
+
+
 def test_the_same_content_twice_in_a_day_is_one_entry_and_a_next_day_resend_no_change(city):
     from pipelines import flow
     from pipelines.ingest import MANIFEST
