@@ -4,7 +4,7 @@ export CITYLAKE_ENV ?= local
 SCALE ?= 0.05
 PY := .venv/bin/python
 
-.PHONY: bootstrap run stop test test-fast lint format bench sample system-deps
+.PHONY: bootstrap run stop test test-fast lint format bench sample system-deps hostile
 
 bootstrap:  ## create or update .venv, .venv-superset and the Delta jars (idempotent)
 	@scripts/bootstrap.sh
@@ -26,6 +26,9 @@ test: bootstrap system-deps  ## every test: unit, DAGs, end to end, Airflow, bro
 
 test-fast: bootstrap  ## the tests that need no JVM, Airflow or browser
 	@$(PY) -m pytest -m "not spark and not airflow and not browser and not cluster and not production"
+
+hostile: bootstrap  ## plant every hard landing-zone case in a small city and check what became of each
+	@rm -rf var/hostile && $(PY) scripts/hostile_city.py --work var/hostile
 
 lint: bootstrap  ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -63,6 +63,7 @@ def standardize(
     reason_arrays: list[Column] = []  # rule sets that already yield arrays (ID number checks)
     for column in contract.columns:
         name = column.name
+        absent = None  # when set: the delivered text was blank (a bad value is not also missing)
         if column.type in ("id_number", "credit_code"):
             if column.type == "id_number":
                 frame = S.with_ric_checks(frame, name, eras, as_of_col)
@@ -76,6 +77,7 @@ def standardize(
         if column.type == "date":
             raw = S.clean_text(F.col(f"_original.{name}"))  # the text as delivered
             frame = frame.withColumn(name, S.parse_date(F.col(name)))
+            absent = raw.isNull()
             reasons += [
                 _reason(raw.isNotNull() & F.col(name).isNull(), f"{name}.malformed_date"),
                 _reason(
@@ -91,6 +93,7 @@ def standardize(
             raw = S.clean_text(F.col(f"_original.{name}"))
             frame = frame.withColumn(name, S.clean_text(F.col(name)))  # parsed from one column
             frame = frame.withColumn(name, S.parse_timestamp(F.col(name)))
+            absent = raw.isNull()
             reasons += [
                 _reason(raw.isNotNull() & F.col(name).isNull(), f"{name}.malformed_timestamp"),
                 _reason(F.col(name) >= end_of_as_of, f"{name}.future_timestamp"),
@@ -100,6 +103,7 @@ def standardize(
             parse, rule = PARSERS[column.type]
             options = {"scale": column.scale} if column.type == "decimal" else {}
             frame = frame.withColumn(name, parse(F.col(name), **options))
+            absent = raw.isNull()
             reasons.append(_reason(raw.isNotNull() & F.col(name).isNull(), f"{name}.{rule}"))
         elif column.type == "geometry":
             frame = frame.withColumn(name, S.clean_geometry(F.col(name)))
@@ -110,7 +114,8 @@ def standardize(
         else:
             frame = frame.withColumn(name, S.clean_text(F.col(name)))
         if column.required:
-            reasons.append(_reason(F.col(name).isNull(), f"{name}.missing"))
+            missing = F.col(name).isNull() if absent is None else absent
+            reasons.append(_reason(missing, f"{name}.missing"))
     if (
         INGEST_REASONS in frame.columns
     ):  # what the reader found (bronze of an older layout has none)

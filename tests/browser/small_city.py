@@ -558,7 +558,7 @@ def make_small_city(
         "gongan__household_register": [
             ["id_number.check_character"],
             ["id_number.check_character"],
-            ["birth_date.malformed_date", "birth_date.missing"],
+            ["birth_date.malformed_date"],
             ["division_code.unknown_division"],
         ],
         "shichang__business_registry": [["credit_code.check_character"], ["credit_code.format"]],

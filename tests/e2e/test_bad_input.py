@@ -513,6 +513,7 @@ def test_xlsx_title_rows_other_sheets_and_formulas_without_a_value_are_reported(
                 "社会组织类型": "社会团体",
                 "成立登记日期": dt.datetime(2015, 3, 9),
                 "登记管理机关行政区划代码": "451102",
+                "登记状态": "正常",
             }
         )
         record.update(values)
