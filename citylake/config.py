@@ -10,11 +10,13 @@ import datetime as dt
 import functools
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import yaml
+from dateutil.relativedelta import relativedelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from citylake.errors import CityLakeError
@@ -31,6 +33,43 @@ CONF_DIR = Path(os.environ.get("CITYLAKE_CONF_DIR", REPO_ROOT / "conf"))
 WELL_KNOWN_PASSWORDS = frozenset(
     {"", "admin", "airflow", "superset", "postgres", "password", "123456", "citylake", "changeme"}
 )
+
+
+class Frequency(StrEnum):
+    """How often a source delivers (its contract's `frequency`), and what follows from it: the
+    window within which the next delivery is on time, shown the same in `citylake freshness`, the
+    delivery reports and the serving health tables."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+    @property
+    def label(self) -> str:
+        return {"daily": "每日 daily", "weekly": "每周 weekly", "monthly": "每月 monthly"}[self]
+
+    @property
+    def window(self) -> relativedelta:
+        """Calendar window: a monthly delivery of 01-31 is due by 02-28 (the month's last day)."""
+        return {
+            "daily": relativedelta(days=1),
+            "weekly": relativedelta(weeks=1),
+            "monthly": relativedelta(months=1),
+        }[self]
+
+    @property
+    def interval_sql(self) -> str:
+        """The window as a DuckDB INTERVAL literal, with the same month arithmetic."""
+        return {"daily": "1 day", "weekly": "7 days", "monthly": "1 month"}[self]
+
+    @property
+    def longest_days(self) -> int:
+        """The longest the window can be, in days (a month: 31)."""
+        return {"daily": 1, "weekly": 7, "monthly": 31}[self]
+
+    def due_by(self, delivered: dt.date) -> dt.date:
+        """The last day the next delivery after one on `delivered` is still on time."""
+        return delivered + self.window
 
 
 class ConfigError(CityLakeError, ValueError):
@@ -129,7 +168,7 @@ class SourceContract(_Strict):
     # XLSX: the sheet that holds the extract, by name (default: the first). Rows on other sheets
     # are not taken; a sheet with data is reported in the ingest summary.
     sheet: str | None = None
-    frequency: Literal["daily", "weekly", "monthly"]
+    frequency: Frequency
     # The silver table this source feeds (silver.<entity>); defaults to the source id.
     entity: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
     sharing: Literal["无条件共享", "有条件共享", "不予共享"]

@@ -2,9 +2,10 @@
 
     ingest_<source> → standardize_<source>  ──►  Asset citylake://silver/<silver table>
 
-Scheduled on the source's delivery frequency (daily, weekly, monthly, in Asia/Shanghai) and
-runnable on demand for any date. A new contract in conf/sources/ is a new DAG here, with no change
-to this file. Airflow wiring only (see citylake.orchestration); Spark is imported inside the tasks.
+On demand only (citylake_city takes every delivery of its day): for a delivery that arrives
+after the day's run, or to backfill one source. A new contract in conf/sources/ is a new DAG here,
+with no change to this file. Airflow wiring only (see citylake.orchestration); Spark is imported
+inside the tasks.
 """
 
 from citylake import orchestration

@@ -45,7 +45,6 @@ from pipelines.lake import sql_text as _sql_text
 Scan = Callable[[str, str], "str | None"]
 
 REASON_CODES_FILE = REPO_ROOT / "quality" / "reason_codes.yaml"
-FREQUENCY_DAYS = {"daily": 1, "weekly": 7, "monthly": 31}
 
 # ----------------------------------------------------------------------------- masking
 # Masking happens in the SELECT that copies gold into the serving file: no clear value is ever
@@ -241,10 +240,11 @@ def _reference_tables(
     con.execute(
         "CREATE TABLE ref_source (source_id VARCHAR PRIMARY KEY, title VARCHAR, title_en VARCHAR,"
         " department VARCHAR, department_name VARCHAR, department_name_en VARCHAR,"
-        " library VARCHAR, frequency VARCHAR, expected_days INTEGER, sharing VARCHAR)"
+        " library VARCHAR, frequency VARCHAR, expected_days INTEGER, due_interval VARCHAR,"
+        " sharing VARCHAR)"
     )
     con.executemany(
-        "INSERT INTO ref_source VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ref_source VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 c.source_id,
@@ -254,8 +254,9 @@ def _reference_tables(
                 c.department_name,
                 c.department_name_en,
                 c.library,
-                c.frequency,
-                FREQUENCY_DAYS[c.frequency],
+                c.frequency.value,
+                c.frequency.longest_days,
+                c.frequency.interval_sql,
                 c.sharing,
             )
             for c in sorted(contracts.values(), key=lambda c: c.source_id)
@@ -489,10 +490,11 @@ def _health_tables(
             coalesce(d.files, 0) AS files, coalesce(d.rows_delivered, 0) AS rows_delivered,
             coalesce(r.rows_quarantined, 0) AS rows_quarantined,
             (SELECT as_of FROM serving_info) - d.last_delivery_date AS days_since_delivery,
-            coalesce((SELECT as_of FROM serving_info) - d.last_delivery_date <= s.expected_days,
+            (d.last_delivery_date + s.due_interval::INTERVAL)::DATE AS due_by,
+            coalesce((SELECT as_of FROM serving_info) <= (d.last_delivery_date + s.due_interval::INTERVAL),
                 false) AS is_fresh,
             CASE WHEN d.last_delivery_date IS NULL THEN '未交付 never delivered'
-                WHEN (SELECT as_of FROM serving_info) - d.last_delivery_date <= s.expected_days
+                WHEN (SELECT as_of FROM serving_info) <= (d.last_delivery_date + s.due_interval::INTERVAL)
                 THEN '按时 fresh' ELSE '延迟 late' END AS freshness
         FROM ref_source s LEFT JOIN delivered d USING (source_id)
         LEFT JOIN rejected r USING (source_id)

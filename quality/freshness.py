@@ -13,16 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from dateutil.relativedelta import relativedelta
-
 from citylake.config import Environment, SourceContract
-
-WINDOWS = {
-    "daily": relativedelta(days=1),
-    "weekly": relativedelta(weeks=1),
-    "monthly": relativedelta(months=1),
-}
-FREQUENCY_LABELS = {"daily": "每日 daily", "weekly": "每周 weekly", "monthly": "每月 monthly"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,7 @@ def freshness(
     found = []
     for contract in sorted(contracts.values(), key=lambda c: c.source_id):
         delivered = last.get(contract.source_id)
-        due_by = delivered + WINDOWS[contract.frequency] if delivered else None
+        due_by = contract.frequency.due_by(delivered) if delivered else None
         overdue = due_by is None or on_date > due_by
         found.append(
             Freshness(
@@ -77,7 +68,7 @@ def freshness(
                 department=contract.department,
                 department_name=contract.department_name,
                 title=contract.title,
-                frequency=contract.frequency,
+                frequency=contract.frequency.value,
                 last_delivery=delivered,
                 due_by=due_by,
                 overdue=overdue,

@@ -16,10 +16,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from citylake.config import Environment, SourceContract
+from citylake.config import Environment, Frequency, SourceContract
 from citylake.errors import CityLakeError
 from citylake.exports import formula_safe, write_csv
-from quality.freshness import FREQUENCY_LABELS, freshness, last_deliveries
+from quality.freshness import freshness, last_deliveries
 from quality.runner import PERSONAL_VALUE, mask
 
 EXAMPLES_PER_REASON = 3
@@ -310,7 +310,7 @@ def render_markdown(report: DeliveryReport, lists: dict[str, str] | None = None)
     lines += [
         "",
         "个人信息已脱敏 Personal data is masked. 交付频率 Delivery frequencies: "
-        + ", ".join(f"{k} = {v}" for k, v in FREQUENCY_LABELS.items()),
+        + ", ".join(f"{f.value} = {f.label}" for f in Frequency),
         "",
     ]
     return "\n".join(lines)

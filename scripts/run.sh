@@ -55,7 +55,13 @@ if [[ $pipeline -ne 0 ]]; then
   echo "the pipeline failed (see above and \`.venv/bin/citylake status\`); Superset is up, not provisioned" >&2
   exit "$pipeline"
 fi
-scripts/superset.sh provision
+# Superset's own INFO lines and SQLAlchemy warnings go to the log; the newcomer sees what was made.
+if ! scripts/superset.sh provision >>"$superset_log" 2>&1; then
+  tail -40 "$superset_log" >&2
+  echo "Superset provisioning failed; the whole log is in $superset_log" >&2
+  exit 1
+fi
+grep -E '^(imported|user) ' "$superset_log" | tail -n 20
 
 .venv/bin/citylake summary
 secrets=$CITYLAKE_DATA_ROOT/secrets

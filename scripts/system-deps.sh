@@ -22,6 +22,13 @@ else
   echo "[system-deps] the tests need the Debian packages ${missing[*]}: run \`sudo $0\` (or \`sudo apt-get install ${missing[*]}\`), then make test again" >&2
   exit 1
 fi
-echo "[system-deps] installing ${missing[*]}"
-"${sudo_cmd[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+log=${TMPDIR:-/tmp}/citylake-system-deps.log
+echo "[system-deps] installing ${missing[*]} (a minute or two; apt's output in $log)"
+if ! { "${sudo_cmd[@]}" apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"; } >"$log" 2>&1; then
+  tail -20 "$log" >&2
+  echo "[system-deps] apt-get could not install ${missing[*]}; the whole output is in $log" >&2
+  exit 1
+fi
+echo "[system-deps] installed ${missing[*]}"

@@ -176,22 +176,22 @@ def test_map_has_every_division_with_its_real_boundary(served: Path) -> None:
 
 
 def test_health_tables_report_freshness_quarantine_and_gate(small: SmallCity, served: Path) -> None:
+    from quality.freshness import freshness
+
     contracts = small.contracts
     last = {}
     for m in small.rows["ops/ingest_manifest"]:
         last[m["source_id"]] = max(last.get(m["source_id"], m["delivery_date"]), m["delivery_date"])
-    late = {
-        s
-        for s, day in last.items()
-        if (AS_OF - day).days > publish.FREQUENCY_DAYS[contracts[s].frequency]
-    }
+    standing = {f.source_id: f for f in freshness(contracts, last, AS_OF)}  # `citylake freshness`
+    late = {s for s, f in standing.items() if f.overdue}
     rows = _query(
         served / "city.duckdb",
-        "SELECT source_id, is_fresh, freshness FROM health_source_freshness",
+        "SELECT source_id, is_fresh, freshness, due_by FROM health_source_freshness",
     )
-    assert {s for s, fresh, _ in rows if not fresh} == late
+    assert {s for s, fresh, _, _ in rows if not fresh} == late  # one rule, both places
+    assert {s: due for s, _, _, due in rows} == {s: f.due_by for s, f in standing.items()}
     assert len(rows) == len(contracts)
-    assert {f for s, _, f in rows if s in late} <= {"延迟 late"}
+    assert {f for s, _, f, _ in rows if s in late} <= {"延迟 late", "未交付 never delivered"}
 
     reasons = Counter(
         (key.split("/")[1], code)

@@ -48,3 +48,20 @@ def test_a_source_that_never_delivered_is_overdue():
     assert all(f.overdue and f.last_delivery is None for f in found.values())
     assert len(found) == len(CONTRACTS)
     assert found[DAILY].as_dict()["last_delivery"] is None
+
+
+def test_the_serving_tables_window_in_sql_ends_on_the_same_day_as_the_python_one():
+    """The health tables judge freshness in DuckDB; every day of a leap and a common year gives
+    the same last on-time day as `citylake freshness` (month ends: 01-31 + 1 month = 02-28/29)."""
+    import duckdb
+
+    from citylake.config import Frequency
+
+    days = [dt.date(2027, 12, 31) - dt.timedelta(days=n) for n in range(731)]  # 2026, 2027
+    days += [dt.date(2028, 1, 1) + dt.timedelta(days=n) for n in range(366)]
+    for frequency in Frequency:
+        found = duckdb.execute(
+            "SELECT d, (d + ?::INTERVAL)::DATE FROM unnest(?::DATE[]) AS t(d) ORDER BY d",
+            [frequency.interval_sql, days],
+        ).fetchall()
+        assert found == [(d, frequency.due_by(d)) for d in sorted(days)], frequency
