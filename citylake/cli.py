@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -431,6 +432,46 @@ def freshness(date: DateOption = None) -> None:
     console.print(table)
     if any(f.overdue for f in found):
         raise typer.Exit(1)
+
+
+@app.command()
+def checksums(
+    save: Annotated[
+        Path | None, typer.Option(help="Write the fingerprints to this JSON file")
+    ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="Compare with fingerprints saved earlier; exit 1 on any difference"),
+    ] = None,
+) -> None:
+    """Rows and an order-free digest of every silver, gold and serving table (run-time columns
+    left out): two builds of the same deliveries agree table by table."""
+    from pipelines.lake import Lake, serving_fingerprints
+
+    env, _, _ = settings()
+    found = Lake(env).fingerprints()
+    if env.serving_file.exists():
+        found |= serving_fingerprints(env.serving_file)
+    found = {k: list(v) for k, v in found.items()}
+    earlier = json.loads(against.read_text(encoding="utf-8")) if against else {}
+    table = Table("table 表", "rows 行数", "digest 摘要", title=f"校验和 checksums ({len(found)})")
+    if against:
+        table.add_column(f"vs {against.name}")
+    for name, (rows, digest) in found.items():
+        cells = [name, str(rows), digest]
+        if against:
+            cells.append("[green]=[/]" if earlier.get(name) == [rows, digest] else "[red]≠[/]")
+        table.add_row(*cells)
+    console.print(table)
+    if save:
+        save.write_text(json.dumps(found, indent=1, sort_keys=True), encoding="utf-8")
+        console.print(f"written to {save}")
+    if against:
+        differ = sorted(k for k in found.keys() | earlier.keys() if found.get(k) != earlier.get(k))
+        if differ:
+            err.print(f"[red]{len(differ)} tables differ:[/] {', '.join(differ)}")
+            raise typer.Exit(1)
+        console.print(f"[green]all {len(found)} tables equal to {against}[/]")
 
 
 @app.command()

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Collection
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,31 @@ def duckdb_connection(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(database)
     load_extensions(con, "delta")
     return con
+
+
+# Columns that say when a run happened, not what it found: left out of a fingerprint, so two
+# runs over the same deliveries fingerprint the same. In the lake, the ingest time of each row;
+# in a serving file, the run-time columns of the publication and of its health tables (which
+# report on ops.*: manifest times, gate and run times).
+RUN_TIME_COLUMNS = frozenset({"_ingested_at"})
+SERVING_RUN_TIME_COLUMNS = frozenset(
+    {"published_at", "state_json", "ingested_at", "last_ingested_at", "started_at", "ended_at",
+     "logged_at", "checked_at", "checked_date", "seconds", "duration_s", "run_id", "arrived_at"}
+)  # fmt: skip
+
+
+def fingerprint(
+    con: duckdb.DuckDBPyConnection, relation: str, exclude: Collection[str] = RUN_TIME_COLUMNS
+) -> tuple[int, str]:
+    """(rows, order-free md5 of every row) of a relation, run-time columns left out: equal
+    fingerprints mean equal contents, whatever the files or the row order."""
+    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    listed = ", ".join(f'"{n}" := "{n}"' for n in names if n not in exclude) or "x := 0"
+    rows, digest = con.execute(
+        f"SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM"
+        f" (SELECT md5(CAST(struct_pack({listed}) AS VARCHAR)) AS h FROM {relation})"
+    ).fetchone()
+    return rows, digest
 
 
 # ----------------------------------------------------------------------------- the lake
@@ -427,6 +453,46 @@ class Lake:
         with self._cursor() as con:
             return con.execute(sql, parameters or []).fetchall()
 
+    def fingerprint(self, layer: str, name: str, version: int | None = None) -> tuple[int, str]:
+        """(rows, digest) of a table at a version (see fingerprint())."""
+        with self._cursor() as con:
+            return fingerprint(con, self.scan(layer, name, version))
+
+    def fingerprints(self, layers: tuple[str, ...] = ("silver", "gold")) -> dict[str, tuple]:
+        """{'layer.name': (rows, digest)} of every table of the layers, at their latest version."""
+        found = {}
+        for layer in layers:
+            folder = self.env.lake_root / layer
+            names = (
+                sorted(p.name for p in folder.iterdir() if is_delta(p)) if folder.is_dir() else []
+            )
+            for name in names:
+                found[f"{layer}.{name}"] = self.fingerprint(layer, name)
+        return found
+
     def arrow(self, sql: str, parameters: list | None = None) -> pa.Table:
         with self._cursor() as con:
             return con.execute(sql, parameters or []).fetch_arrow_table()
+
+
+def serving_fingerprints(path: Path) -> dict[str, tuple[int, str]]:
+    """{'serving.<table>': (rows, digest)} of every table and view of a serving file."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        load_extensions(con, "spatial")
+        names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        names += [
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
+        return {
+            f"serving.{n}": fingerprint(
+                con,
+                f'"{n}"',
+                SERVING_RUN_TIME_COLUMNS if n == "serving_info" or n.startswith("health_") else (),
+            )
+            for n in sorted(names)
+        }

@@ -123,24 +123,16 @@ def _conf_on_free_ports(tmp: Path) -> tuple[Path, int, int]:
 
 
 def _lake_fingerprint(root: Path) -> dict[str, tuple[int, str]]:
-    """(rows, checksum of every row) of each bronze, silver and gold table, read by DuckDB."""
-    import duckdb
+    """(rows, digest of every row, ingest times included) of each bronze, silver and gold table."""
+    from pipelines.lake import delta_relation, duckdb_connection, fingerprint, is_delta
 
-    from pipelines.lake import load_extensions
-
-    fingerprint = {}
-    with duckdb.connect() as con:
-        load_extensions(con, "delta")
-        for layer in ("bronze", "silver", "gold"):
-            for table in sorted((root / "lake" / layer).iterdir()):
-                if not (table / "_delta_log").is_dir():
-                    continue
-                rows, checksum = con.execute(
-                    "SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), '')) "
-                    f"FROM (SELECT CAST(t AS VARCHAR) AS r FROM delta_scan('{table}') t)"
-                ).fetchone()
-                fingerprint[f"{layer}.{table.name}"] = (rows, checksum)
-    return fingerprint
+    with duckdb_connection() as con:
+        return {
+            f"{layer}.{table.name}": fingerprint(con, delta_relation(table), exclude=())
+            for layer in ("bronze", "silver", "gold")
+            for table in sorted((root / "lake" / layer).iterdir())
+            if is_delta(table)
+        }
 
 
 @pytest.fixture
