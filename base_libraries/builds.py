@@ -1,5 +1,6 @@
-"""gold table → the function that builds it, as "module:function" so nothing heavy is imported
-until a build runs. A test holds this map and base_libraries/catalog.py to the same tables.
+"""gold table → the function that builds it, by one naming rule: gold.<library>__<entity> is built
+by base_libraries.<library>:build_<entity> (GoldTable.builder). Nothing heavy is imported until a
+build runs; a test resolves every table's builder.
 """
 
 from __future__ import annotations
@@ -10,23 +11,16 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame
 
 from base_libraries.inputs import BuildInputs
-
-BUILDERS = {
-    "population__person": "base_libraries.population:build_person",
-    "population__household": "base_libraries.population:build_household",
-    "legal_entity__entity": "base_libraries.legal_entity:build_entity",
-    "spatial__division": "base_libraries.spatial:build_division",
-    "spatial__parcel": "base_libraries.spatial:build_parcel",
-    "spatial__building": "base_libraries.spatial:build_building",
-    "credit__record": "base_libraries.credit:build_record",
-    "credit__entity_profile": "base_libraries.credit:build_entity_profile",
-    "licence__licence": "base_libraries.licence:build_licence",
-    "service__case": "base_libraries.service:build_case",
-    "service__hotline_ticket": "base_libraries.service:build_hotline_ticket",
-    "service__evaluation": "base_libraries.service:build_evaluation",
-}
+from citylake.catalogue import gold_table
+from citylake.errors import CityLakeError
 
 
 def builder(table: str) -> Callable[[BuildInputs], DataFrame]:
-    module, _, function = BUILDERS[table].partition(":")
-    return getattr(importlib.import_module(module), function)
+    spec = gold_table(table)
+    module, _, function = spec.builder.partition(":")
+    found = getattr(importlib.import_module(module), function, None)
+    if not callable(found):
+        raise CityLakeError(
+            f"gold.{table} ({spec.path.name}) is built by {spec.builder}, which does not exist"
+        )
+    return found

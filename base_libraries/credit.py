@@ -14,10 +14,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from base_libraries.catalog import LINEAGE, gold_table
 from base_libraries.inputs import BuildInputs
 from base_libraries.legal_entity import ENTITY
 from base_libraries.population import PERSON, current
+from citylake.catalogue import LINEAGE, gold_table
 from pipelines.standardize import map_codes
 
 RECORD = "credit__record"

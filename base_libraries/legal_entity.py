@@ -11,9 +11,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from base_libraries.catalog import LINEAGE, gold_table
 from base_libraries.inputs import BuildInputs
 from base_libraries.population import PERSON, current
+from citylake.catalogue import LINEAGE, gold_table
 from pipelines.standardize import map_codes
 
 ENTITY = "legal_entity__entity"

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from base_libraries.catalog import gold_table
 from base_libraries.credit import resolve, subject_key
 from base_libraries.inputs import BuildInputs
 from base_libraries.population import current
+from citylake.catalogue import gold_table
 from pipelines.standardize import map_codes
 
 LICENCE = "licence__licence"

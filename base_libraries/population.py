@@ -1,4 +1,4 @@
-"""人口库 Population base library (grains in base_libraries/catalog.py).
+"""人口库 Population base library (grains and columns in base_libraries/population__*.yml).
 
 gold.population__person: the household register's current rows (公安 is the authority on who a
 person is, where they are registered and in which household), plus newborns known only from
@@ -17,8 +17,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from base_libraries.catalog import LINEAGE, gold_table
 from base_libraries.inputs import BuildInputs
+from citylake.catalogue import LINEAGE, gold_table
 from pipelines.standardize import map_codes
 
 PERSON = "population__person"

@@ -12,11 +12,11 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from base_libraries.catalog import gold_table
 from base_libraries.credit import subject_key
 from base_libraries.inputs import BuildInputs
 from base_libraries.population import current
 from citylake import workdays
+from citylake.catalogue import gold_table
 from pipelines.standardize import map_codes
 
 CASE = "service__case"

@@ -38,8 +38,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType
 from shapely.geometry.base import BaseGeometry
 
-from base_libraries.catalog import gold_table
 from base_libraries.inputs import BuildInputs
+from citylake.catalogue import gold_table
 from citylake.divisions import district_boundaries
 
 DIVISION = "spatial__division"

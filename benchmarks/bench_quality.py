@@ -33,7 +33,7 @@ def main() -> None:
     os.environ["CITYLAKE_DATA_ROOT"] = str(args.data_root)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-    from base_libraries import catalog
+    from citylake import catalogue
     from citylake.config import settings
     from citylake.sample import generate
     from citylake.spark import get_spark
@@ -58,7 +58,7 @@ def main() -> None:
     lake = Lake(env, get_spark(env))
 
     rows = []
-    for table in catalog.build_order():
+    for table in catalogue.build_order():
         builds, checks = [], []
         for _ in range(args.repeats):
             started = time.perf_counter()

@@ -36,7 +36,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from base_libraries.catalog import GOLD_TABLES  # noqa: E402
+from citylake.catalogue import GOLD_TABLES  # noqa: E402
 from pipelines import publish  # noqa: E402
 
 BUNDLE = REPO_ROOT / "dashboards" / "bundle"

@@ -19,6 +19,7 @@ import yaml
 from dateutil.relativedelta import relativedelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from citylake.classification import OPEN_ORDER, SHARING_ORDER, Classes, ColumnClasses
 from citylake.errors import CityLakeError
 
 M = TypeVar("M", bound=BaseModel)
@@ -134,9 +135,12 @@ ColumnType = Literal[
 PiiKind = Literal["id_number", "name", "phone", "address"]
 
 
-class Column(_Strict):
+class Column(ColumnClasses):
+    """A delivered column; its own sharing, open and grade classes where they differ from the
+    contract's (citylake.classification)."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    header: str
+    header: str  # as delivered, in Chinese: the column's Chinese description
     type: ColumnType = "string"
     required: bool = False
     pii: PiiKind | None = None
@@ -171,7 +175,8 @@ class SourceContract(_Strict):
     frequency: Frequency
     # The silver table this source feeds (silver.<entity>); defaults to the source id.
     entity: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
-    sharing: Literal["无条件共享", "有条件共享", "不予共享"]
+    # 共享 / 开放 / 分级 of the silver table, each with its reason; columns may state their own.
+    classes: Classes
     business_key: list[str] = Field(min_length=1)
     # Columns whose changes silver keeps as history (SCD type 2: valid_from, valid_to, is_current);
     # a change to any other column corrects the current row in place.
@@ -197,6 +202,14 @@ class SourceContract(_Strict):
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+    @property
+    def sharing(self) -> str:
+        """The silver table's sharing class as the sharing catalogue lists it."""
+        return self.classes.sharing.level
+
+    def column_classes(self, name: str) -> Classes:
+        return self.column(name).over(self.classes)
+
     @model_validator(mode="after")
     def _keys_are_columns(self) -> SourceContract:
         names = self.column_names
@@ -208,6 +221,19 @@ class SourceContract(_Strict):
         unknown = [c for c in self.history if c not in names]
         if unknown:
             raise ValueError(f"history: {unknown} are not among the columns")
+        for column in self.columns:
+            classes = column.over(self.classes)
+            # PIPL: personal data is never shared with everyone nor opened to the public.
+            if column.pii and classes.sharing.level == SHARING_ORDER[0]:
+                raise ValueError(
+                    f"columns.{column.name}: personal data ({column.pii}) cannot be "
+                    f"{SHARING_ORDER[0]}; give the column its own sharing class with the reason"
+                )
+            if column.pii and classes.open.level != OPEN_ORDER[-1]:
+                raise ValueError(
+                    f"columns.{column.name}: personal data ({column.pii}) is {OPEN_ORDER[-1]}, "
+                    f"not {classes.open.level}"
+                )
         return self
 
 

@@ -1,7 +1,7 @@
 """Orchestration: the DAG factory, the team policy every DAG follows, and a client of Airflow's REST
 API v2.
 
-Every DAG is generated here from conf/sources/*.yaml and base_libraries/catalog.py; nobody keeps a
+Every DAG is generated here from conf/sources/*.yaml and base_libraries/*.yml; nobody keeps a
 list of sources or tables by hand:
 
     citylake_city                 daily: the whole chain for one logical date (ingest, standardize,
@@ -18,7 +18,7 @@ One day's work is done once, by one DAG run; the build and publish steps are ide
 serialized by locks (citylake.locks), so two DAGs reaching them at once cannot interleave.
 
 The DAG files in dags/ call the factory and nothing else. This module is imported when Airflow
-parses them, so it stays cheap: configuration and the catalog only; airflow.sdk is imported inside
+parses them, so it stays cheap: configuration and the catalogue only; airflow.sdk is imported inside
 the factory, and the pipelines (Spark, Great Expectations) only inside a running task.
 
 Policy, written once and tested: the tag enum, the default arguments (owner, retries with
@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import CITY_TIMEZONE, Environment, load_contracts, load_environment
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Tag(enum.StrEnum):
     SERVICE = "service"
 
 
-LIBRARY_TAGS = frozenset(Tag(library) for library in catalog.LIBRARIES)
+LIBRARY_TAGS = frozenset(Tag(library) for library in catalogue.LIBRARIES)
 ROLE_TAGS = frozenset({Tag.INGEST, Tag.BUILD, Tag.QUALITY, Tag.CITY})
 
 # Each step's execution timeout; a hung Spark job fails and retries instead of holding the pool.
@@ -124,7 +124,7 @@ def source_ids() -> list[str]:
 
 def gold_tables(library: str | None = None) -> list[str]:
     """Gold tables (of one library), in catalog order: each after the gold tables it reads."""
-    return [t.name for t in catalog.build_order() if library is None or t.library == library]
+    return [t.name for t in catalogue.build_order() if library is None or t.library == library]
 
 
 def silver_asset_uri(silver_table: str) -> str:
@@ -512,7 +512,7 @@ def _build_gate_publish(standardized: Mapping[str, Any]) -> Any:
         publish_task, "publish_serving", "publish", trigger_rule=TriggerRule.NONE_FAILED
     )()
     built: dict[str, Any] = {}
-    for spec in catalog.build_order():
+    for spec in catalogue.build_order():
         # A weekly source skipped today holds nothing back; a failure upstream still does.
         build = _operator(
             build_task, f"build_{spec.name}", "build", trigger_rule=TriggerRule.NONE_FAILED

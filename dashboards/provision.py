@@ -61,13 +61,40 @@ def render_contents(
         RESTRICTED_FILE_PLACEHOLDER: restricted_file.resolve().as_posix(),
         SUPERSET_URL_PLACEHOLDER: superset_url.rstrip("/"),
     }
+    gold = _gold_tables()
     contents = {}
     for path in paths:
         text = path.read_text(encoding="utf-8")
         for placeholder, value in replacements.items():
             text = text.replace(placeholder, value)
+        if path.parent.parent.name == "datasets" and path.stem in gold:
+            text = _described(text, gold[path.stem])
         contents[path.relative_to(bundle_dir).as_posix()] = text
     return contents
+
+
+def _gold_tables() -> dict:
+    """The gold tables of the catalogue (citylake.catalogue, importable from Superset's Python
+    too: it needs only pydantic and PyYAML)."""
+    if str(DASHBOARDS_DIR.parent) not in sys.path:
+        sys.path.insert(0, str(DASHBOARDS_DIR.parent))
+    from citylake import catalogue
+
+    return {t.name: t for t in catalogue.GOLD_TABLES}
+
+
+def _described(text: str, table) -> str:
+    """A gold table's dataset with the table's and each column's description from its metadata
+    file: the bundle keeps layout, labels and metrics; the catalogue says what a column is."""
+    from citylake.catalogue import serving_descriptions
+
+    data = yaml.safe_load(text)
+    meta = table.meta.description
+    data["description"] = f"{meta.zh}（个人信息已脱敏）{meta.en} (personal data masked)"
+    descriptions = serving_descriptions(table)
+    for column in data["columns"]:
+        column["description"] = descriptions.get(column["column_name"], column["description"])
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
 
 
 def render_bundle(

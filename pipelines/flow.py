@@ -24,13 +24,11 @@ import datetime as dt
 import hashlib
 import logging
 from importlib.metadata import version
-from pathlib import Path
 
-from base_libraries import catalog
 from base_libraries import integrity as integrity_step
 from base_libraries.builds import builder
 from base_libraries.inputs import BuildInputs
-from citylake import locks
+from citylake import catalogue, locks
 from citylake.config import CONF_DIR, city_yesterday, settings
 from pipelines import ingest as ingest_step
 from pipelines import ledger, ops, silver
@@ -57,10 +55,10 @@ __all__ = [
     "standardize",
 ]
 
-# The whole city: every source with a contract, every gold table of the catalog in build order.
+# The whole city: every source with a contract, every gold table of the catalogue in build order.
 CITY = {
-    "sources": sorted({s for t in catalog.GOLD_TABLES for s in t.sources}),
-    "tables": [t.name for t in catalog.build_order()],
+    "sources": sorted({s for t in catalogue.GOLD_TABLES for s in t.sources}),
+    "tables": [t.name for t in catalogue.build_order()],
 }
 
 
@@ -272,15 +270,20 @@ def code_fingerprint() -> str:
     """What a gold build's result depends on besides its data: the build code, the city and its
     working-day calendar (the package version and conf/workdays.yaml)."""
     digest = hashlib.sha256(f"chinese-calendar {version('chinese-calendar')}".encode())
-    folder = Path(catalog.__file__).parent
-    paths = [*sorted(folder.glob("*.py")), CONF_DIR / "city.yaml", CONF_DIR / "workdays.yaml"]
+    folder = catalogue.METADATA_DIR
+    paths = [
+        *sorted(folder.glob("*.py")),
+        *sorted(folder.glob("*.yml")),
+        CONF_DIR / "city.yaml",
+        CONF_DIR / "workdays.yaml",
+    ]
     for path in [p for p in paths if p.exists()]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def build_plan(lake: Lake, spec: catalog.GoldTable, as_of: dt.date) -> dict:
+def build_plan(lake: Lake, spec: catalogue.GoldTable, as_of: dt.date) -> dict:
     """What gold.<table> built now would be made of: its as-of date (the requested day, or the
     newest day the table or its gold inputs were built for), the silver versions as they stood
     that day, the gold versions it reads, and the code. Raises DeliveryError for missing inputs."""
@@ -306,7 +309,7 @@ def build_plan(lake: Lake, spec: catalog.GoldTable, as_of: dt.date) -> dict:
     }
 
 
-def build_inputs(lake: Lake, spec: catalog.GoldTable, plan: dict) -> BuildInputs:
+def build_inputs(lake: Lake, spec: catalogue.GoldTable, plan: dict) -> BuildInputs:
     _, city, _ = settings()
     return BuildInputs(
         spark=lake.spark,
@@ -323,7 +326,7 @@ def build(table: str, as_of: dt.date | None = None, force: bool = False) -> dict
     version's (nothing it is made of changed), unless force."""
     env, _, _ = settings()
     lake = _lake()
-    spec = catalog.gold_table(table)
+    spec = catalogue.gold_table(table)
     with locks.held(env, f"gold.{table}"):
         plan = build_plan(lake, spec, as_of or city_yesterday())
         summary = {"table": f"gold.{table}", "as_of": plan["as_of"]}
@@ -397,7 +400,7 @@ def city_plan(tables: list[str] | None = None) -> tuple[list[str], list[str]]:
     tables with the gold tables they read and the sources all of those are built from."""
     if not tables:
         return CITY["sources"], CITY["tables"]
-    chosen = catalog.with_inputs(tables)
+    chosen = catalogue.with_inputs(tables)
     sources = sorted({s for t in chosen for s in t.sources})
     return sources, [t.name for t in chosen]
 

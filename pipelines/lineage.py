@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import SourceContract
 from pipelines.lake import Lake
 from pipelines.standardize import clean_text
@@ -104,7 +104,7 @@ def trace(
                 found += _hits(
                     quarantine, "quarantine", contract.source_id, column, delivered == key
                 )
-    for table in catalog.GOLD_TABLES:
+    for table in catalogue.GOLD_TABLES:
         gold = _read(lake, "gold", table.name, as_of)
         if gold is None:
             continue

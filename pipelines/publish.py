@@ -3,7 +3,7 @@
 Two DuckDB files come out of one publication, each built beside the old one and swapped in with
 os.replace (DuckDB forbids a writer while Superset's readers hold a file):
 
-- <data root>/serving/city.duckdb: every gold table of base_libraries/catalog.py with personal data
+- <data root>/serving/city.duckdb: every gold table of base_libraries/*.yml with personal data
   masked (4511**********123X, 张*, 138****5678, addresses cut to the township or street), the marts
   the dashboards read (by district, month and department), and the data-health tables from ops.*
   and quarantine.*. Everyone who may see a dashboard reaches this file.
@@ -29,13 +29,12 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import yaml
 
-from base_libraries.catalog import GOLD_TABLES, LINEAGE, GoldTable
+from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable
 from citylake.config import REPO_ROOT, City, Environment, SourceContract
 from citylake.errors import CityLakeError
 from pipelines.lake import delta_relation, is_delta, latest_version, load_extensions
@@ -66,104 +65,36 @@ MASKS = {
 }
 
 
-@dataclass(frozen=True)
-class Mask:
-    rule: str  # a key of MASKS
-    # Mask only rows of natural persons: the SQL condition that a row is one (entities stay clear,
-    # their names and credit codes are public under the enterprise credit publicity rules).
-    only_if: str | None = None
-    # Also give a keyed hash of the clear value (<column>_key), so analysts can still join and
-    # count distinct persons without seeing the number.
-    keyed: bool = False
-
-
-PERSON = "{t} IS DISTINCT FROM '法人'"
-# gold table → column → how it is masked. A test holds every pii column of conf/sources to an
-# entry here or to a gold column that does not carry it.
-PII: dict[str, dict[str, Mask]] = {
-    "population__person": {
-        "id_number": Mask("id", keyed=True),
-        "name": Mask("name"),
-        "address": Mask("address"),
-        "phone": Mask("phone"),
-        "spouse_id_number": Mask("id", keyed=True),
-    },
-    "population__household": {
-        "head_id_number": Mask("id", keyed=True),
-        "head_name": Mask("name"),
-        "address": Mask("address"),
-    },
-    "legal_entity__entity": {
-        "legal_representative": Mask("name"),
-        "legal_representative_id_number": Mask("id", keyed=True),
-        "phone": Mask("phone"),
-    },
-    "spatial__parcel": {
-        "holder_name": Mask("name", only_if="holder_credit_code IS NULL"),
-        "holder_id_number": Mask("id", keyed=True),
-    },
-    "credit__record": {
-        "subject_key": Mask("id", only_if=PERSON.format(t="subject_type"), keyed=True),
-        "subject_name": Mask("name", only_if=PERSON.format(t="subject_type")),
-    },
-    "licence__licence": {
-        "holder_key": Mask("id", only_if=PERSON.format(t="holder_type"), keyed=True),
-        "holder_name": Mask("name", only_if=PERSON.format(t="holder_type")),
-    },
-    "service__case": {
-        "applicant_key": Mask("id", only_if=PERSON.format(t="applicant_type"), keyed=True),
-    },
-}
+# The personal-data kind of a column (its metadata file) → its rule; ID numbers also get a keyed
+# hash (<column>_key), so analysts can still join and count distinct persons without the number.
+# Rows that are not persons (citylake.classification.PersonRows) stay clear: entities' names and
+# credit codes are public under the enterprise credit publicity rules.
+RULE_OF_KIND = {"id_number": "id", "name": "name", "phone": "phone", "address": "address"}
+KEYED_KINDS = frozenset({"id_number"})
 
 
 def masked_select(table: GoldTable, pepper: str) -> str:
     """The SELECT list that copies a gold table into the serving file with personal data masked."""
-    masks = PII.get(table.name, {})
+    personal = table.personal
     items = []
     for column in table.column_names:
-        mask = masks.get(column)
-        if mask is None:
+        kind = personal.get(column)
+        if kind is None:
             items.append(f'"{column}"')
             continue
-        expression = MASKS[mask.rule].format(c=f'"{column}"')
-        if mask.only_if:
-            expression = f'CASE WHEN {mask.only_if} THEN {expression} ELSE "{column}" END'
+        expression = MASKS[RULE_OF_KIND[kind.kind]].format(c=f'"{column}"')
+        if kind.persons_only:
+            expression = f'CASE WHEN {kind.persons_only.sql} THEN {expression} ELSE "{column}" END'
         items.append(f'{expression} AS "{column}_masked"')
-        if mask.keyed:
+        if kind.kind in KEYED_KINDS:
             items.append(f'sha256({_sql_text(pepper)} || "{column}") AS "{column}_key"')
     return ",\n    ".join(items)
 
 
-# ----------------------------------------------------------------------------- gold column types
-# The catalog names gold columns; their types follow its naming conventions. Used only to publish
-# an empty table for a gold table not built yet (and by tests that make gold-shaped inputs).
-_BOOLEAN_PREFIXES = ("is_", "on_")
-_BOOLEAN_SUFFIXES = ("_resolved", "_mismatch")
-_INTEGER = {"age", "members", "deceased_members", "statutory_days", "current_records",
-            "negative_records", "score", "days_to_expiry", "floors_above_ground",
-            "floors_below_ground"}  # fmt: skip
-_DOUBLE = {"registered_capital", "area_km2", "area_m2", "floor_area_m2", "handling_hours",
-           "centroid_lon", "centroid_lat", "longitude", "latitude"}  # fmt: skip
-
-
-def gold_column_type(column: str) -> str:
-    if column == "_ingested_at":
-        return "TIMESTAMP WITH TIME ZONE"
-    if column.startswith(_BOOLEAN_PREFIXES) or column.endswith(_BOOLEAN_SUFFIXES):
-        return "BOOLEAN"
-    if column.endswith("_date") or column == "valid_until":
-        return "DATE"
-    if column.endswith("_at"):
-        return "TIMESTAMP"
-    if column in _INTEGER:
-        return "BIGINT"
-    if column in _DOUBLE:
-        return "DOUBLE"
-    return "VARCHAR"
-
-
 def empty_gold_relation(table: GoldTable) -> str:
-    columns = ", ".join(f'CAST(NULL AS {gold_column_type(c)}) AS "{c}"' for c in table.column_names)
+    """A gold table not built yet, served empty with its declared columns and types."""
+    types = table.column_types
+    columns = ", ".join(f'CAST(NULL AS {types[c]}) AS "{c}"' for c in table.column_names)
     return f"(SELECT {columns} WHERE false)"
 
 
@@ -220,7 +151,7 @@ def _check_columns(con: duckdb.DuckDBPyConnection, table: GoldTable, relation: s
     missing = [c for c in table.column_names if c not in present]
     if missing:
         raise GoldSchemaMismatch(
-            f"gold.{table.name} lacks {missing}, declared in base_libraries/catalog.py; "
+            f"gold.{table.name} lacks {missing}, declared in base_libraries/{table.name}.yml; "
             "rebuild it with the current builder (the serving file is unchanged)"
         )
 
@@ -809,7 +740,6 @@ def lake_connection(
 __all__ = [
     "LINEAGE",
     "MARTS",
-    "PII",
     "PublicationBlocked",
     "build_serving",
     "lake_connection",

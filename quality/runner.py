@@ -8,7 +8,7 @@ Where a suite comes from (one suite per table; the name is the table's):
   bronze, where they measure what the department sent (the quarantine already rejects those
   rows). A table that needs more adds quality/suites/<layer>/<table>.yaml; its expectations are
   appended to the generated ones.
-* gold.<library>__<entity>: generated from base_libraries/catalog.py (the exact column list, row
+* gold.<library>__<entity>: generated from base_libraries/<table>.yml (the exact column list, row
   count, lineage, and every key not null and unique) plus the table's business rules in
   quality/suites/gold/<table>.yaml, which every gold table must have.
 
@@ -44,7 +44,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import City, ConfigError, Environment, SourceContract
 from citylake.errors import CityLakeError
 
@@ -55,11 +55,8 @@ LAYERS = ("bronze", "silver", "gold")
 BRONZE_LINEAGE = ("_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number")
 SILVER_HISTORY = ("valid_from", "valid_to", "is_current")
 EXAMPLES = 5  # unexpected values kept per expectation (masked when personal)
-# Gold columns carrying personal data (the catalog has no pii flag; names follow conventions):
-# ID numbers, names of people, phones, addresses, and keys that may be an ID number.
-GOLD_PERSONAL = re.compile(r"(id_number|phone|address|_key$|^name$|_name$|legal_representative$)")
-NOT_PERSONAL = {"division_name", "entity_name", "item_name", "building_name", "subject_name"}
-# A value shaped like an ID number or a mobile number is masked whatever its column.
+# Personal columns come from the contracts (silver) and the metadata files (gold); besides them,
+# a value shaped like an ID number or a mobile number is masked whatever its column.
 PERSONAL_VALUE = re.compile(r"\d{15}|\d{17}[\dXx]|1[3-9]\d{9}")
 
 
@@ -127,7 +124,7 @@ def tables(contracts: dict[str, SourceContract]) -> list[tuple[str, str]]:
     """Every (layer, table) that has a suite: one per bronze, silver and gold table."""
     found = [("bronze", c.source_id) for c in contracts.values()]
     found += [("silver", s) for s in sorted({c.silver_table for c in contracts.values()})]
-    found += [("gold", t.name) for t in catalog.GOLD_TABLES]
+    found += [("gold", t.name) for t in catalogue.GOLD_TABLES]
     return found
 
 
@@ -144,7 +141,7 @@ def _derived(contract: SourceContract) -> list[str]:
 
 def table_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> tuple[str, ...]:
     if layer == "gold":
-        return tuple(catalog.gold_table(table).column_names)
+        return tuple(catalogue.gold_table(table).column_names)
     contract = contract_of(layer, table, contracts)
     if layer == "bronze":
         return (*contract.column_names, "_malformed_line", *BRONZE_LINEAGE)
@@ -153,8 +150,7 @@ def table_columns(layer: str, table: str, contracts: dict[str, SourceContract]) 
 
 def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> frozenset:
     if layer == "gold":
-        columns = catalog.gold_table(table).column_names
-        return frozenset(c for c in columns if GOLD_PERSONAL.search(c) and c not in NOT_PERSONAL)
+        return frozenset(catalogue.gold_table(table).personal)  # its metadata file says which
     contract = contract_of(layer, table, contracts)
     personal = {c.name for c in contract.columns if c.pii}
     personal |= {f"{c.name}_birth_date" for c in contract.columns if c.type == "id_number"}
@@ -234,11 +230,14 @@ def _content_rules(contract: SourceContract, severity: str, layer: str) -> list[
 def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]) -> list[dict]:
     columns = table_columns(layer, table, contracts)
     if layer == "gold":
-        spec = catalog.gold_table(table)
+        spec = catalogue.gold_table(table)
         return [
             _e("expect_table_columns_to_match_ordered_list", "hard", column_list=list(columns)),
             _e("expect_table_row_count_to_be_between", "hard", min_value=1),
-            *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalog.LINEAGE],
+            *[
+                _e("expect_column_values_to_not_be_null", "hard", column=c)
+                for c in catalogue.LINEAGE
+            ],
             *_key_rules(list(spec.key), "hard"),
         ]
     contract = contract_of(layer, table, contracts)
@@ -263,7 +262,7 @@ def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]
         ]
     required = [*contract.column_names, *BRONZE_LINEAGE]
     per_row = [
-        *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalog.LINEAGE],
+        *[_e("expect_column_values_to_not_be_null", "hard", column=c) for c in catalogue.LINEAGE],
         *_key_rules(contract.business_key, "hard"),
         *_content_rules(contract, "hard", layer),
     ]

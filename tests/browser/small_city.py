@@ -1,4 +1,4 @@
-"""A small city in the shape of gold and ops: every gold table of base_libraries/catalog.py with
+"""A small city in the shape of gold and ops: every gold table of base_libraries/*.yml with
 its catalog columns, ops.ingest_manifest, ops.quality_results and two quarantine tables.
 
 Rows are made here in Python (deterministic, a few hundred per table) and written as Parquet; the
@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 from shapely.geometry import shape
 
-from base_libraries.catalog import GOLD_TABLES, gold_table
+from citylake.catalogue import GOLD_TABLES, gold_table
 from citylake.config import City, SourceContract
 from pipelines import publish
 
@@ -155,7 +155,7 @@ QUARANTINE_TYPES = {
 
 def _types(layer: str, name: str) -> dict[str, str]:
     if layer == "gold":
-        return {c: publish.gold_column_type(c) for c in gold_table(name).column_names}
+        return gold_table(name).column_types
     if layer == "ops":
         return OPS_TYPES[name]
     return QUARANTINE_TYPES

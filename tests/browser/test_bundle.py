@@ -183,3 +183,23 @@ def test_access_plan_gives_each_county_its_own_row_filter() -> None:
     assert with_sql_lab == ["data_engineer"]
     assert "sql_lab" not in plan["roles"]["city_leader"]["builtin"]
     assert "admin" not in plan["users"], "the admin is created by superset.sh init"
+
+
+def test_gold_datasets_describe_every_column_from_the_catalogue(tmp_path: Path) -> None:
+    """The Superset datasets' column descriptions come from base_libraries/<table>.yml: every
+    served column of a gold table (masked, keyed, lineage) is described, with its classes."""
+    from citylake import catalogue
+
+    files = _rendered(tmp_path)
+    datasets = {d["table_name"]: d for d in _of_kind(files, "datasets")}
+    for table in catalogue.GOLD_TABLES:
+        dataset = datasets[table.name]
+        assert dataset["description"].startswith(table.meta.description.zh)
+        described = {  # computed columns (an expression, e.g. age_band) describe themselves
+            c["column_name"]: c["description"] for c in dataset["columns"] if not c["expression"]
+        }
+        assert described == catalogue.serving_descriptions(table), table.name
+        for column in table.columns:
+            name = f"{column.name}_masked" if column.personal else column.name
+            assert described[name].startswith(column.zh), (table.name, name)
+            assert column.classes.sharing.level in described[name]

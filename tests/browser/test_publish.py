@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from base_libraries.catalog import GOLD_TABLES
+from citylake.catalogue import GOLD_TABLES
 from citylake.config import load_city, load_contracts
 from pipelines import publish
 

@@ -1,6 +1,6 @@
 """DAG integrity and team policy, without any Airflow service: every DAG imports, cheaply, follows
 the rules in citylake.orchestration (owner, tags, retries, timeouts, alerts, pool), and its Assets
-and tasks are exactly what conf/sources and base_libraries/catalog.py say, computed here again
+and tasks are exactly what conf/sources and base_libraries/*.yml say, computed here again
 from those files rather than from the factory."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake import orchestration as orch
 from citylake.config import load_contracts
 from citylake.errors import CityLakeError
@@ -148,7 +148,7 @@ def test_an_ingest_dag_per_source_on_demand(dagbag):
 
 def _assert_builds_gate_and_publish(dag, standardized: set[str]):
     """build_<t> after what it reads, its gate after it, publication after every gate."""
-    for table in catalog.GOLD_TABLES:
+    for table in catalogue.GOLD_TABLES:
         build = dag.get_task(f"build_{table.name}")
         # a skipped weekly source holds nothing back (none_failed), a failed one does
         assert build.upstream_task_ids == {
@@ -160,7 +160,7 @@ def _assert_builds_gate_and_publish(dag, standardized: set[str]):
         quality = dag.get_task(f"quality_{table.name}")
         assert quality.downstream_task_ids == {"publish_serving"}
     publish = dag.get_task("publish_serving")
-    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalog.GOLD_TABLES}
+    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalogue.GOLD_TABLES}
     assert publish.trigger_rule == "none_failed"
 
 
@@ -169,7 +169,7 @@ def test_one_build_dag_on_the_silver_assets_of_the_on_demand_ingests(dagbag):
     assert _uris(dag) == {_silver_uri(s) for s in CONTRACTS}
     _assert_builds_gate_and_publish(dag, standardized=set())
     assert set(dag.task_ids) == {"publish_serving"} | {
-        f"{step}_{t.name}" for t in catalog.GOLD_TABLES for step in ("build", "quality")
+        f"{step}_{t.name}" for t in catalogue.GOLD_TABLES for step in ("build", "quality")
     }
 
 
@@ -190,7 +190,7 @@ def test_quality_publish_gates_every_gold_table_on_demand(dagbag):
     dag = dagbag.dags["citylake_quality_publish"]
     assert type(dag.timetable).__name__ == "NullTimetable"
     publish = dag.get_task("publish_serving")
-    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalog.GOLD_TABLES}
+    assert publish.upstream_task_ids == {f"quality_{t.name}" for t in catalogue.GOLD_TABLES}
     assert publish.trigger_rule == "none_failed"
 
 
@@ -200,7 +200,7 @@ def test_the_city_dag_runs_the_whole_chain(dagbag):
     expected = {"publish_serving", "check_freshness"}
     for source_id in CONTRACTS:
         expected |= {f"ingest_{source_id}", f"standardize_{source_id}"}
-    for table in catalog.GOLD_TABLES:
+    for table in catalogue.GOLD_TABLES:
         expected |= {f"build_{table.name}", f"quality_{table.name}"}
     _assert_builds_gate_and_publish(dag, standardized=set(CONTRACTS))
     assert set(dag.task_ids) == expected

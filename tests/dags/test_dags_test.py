@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from base_libraries.catalog import GOLD_TABLES
+from citylake.catalogue import GOLD_TABLES
 from citylake.config import load_contracts
 
 pytestmark = pytest.mark.airflow

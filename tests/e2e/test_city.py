@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from pyspark.sql import functions as F
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import load_contracts
 
 pytestmark = pytest.mark.spark
@@ -80,7 +80,7 @@ def test_injected_defects_are_caught_and_clean_rows_are_not(built_city, spark):
 def test_every_gold_table_is_built_with_its_columns_and_lineage(built_city, spark):
     env, _, _ = built_city
     lake = _lake(spark, env)
-    for table in catalog.GOLD_TABLES:
+    for table in catalogue.GOLD_TABLES:
         gold = lake.read("gold", table.name)
         assert gold.columns == table.column_names, table.name
         counts = gold.agg(
@@ -122,6 +122,47 @@ def test_the_serving_file_holds_gold_without_personal_data_in_clear(built_city, 
     assert served == gold
     assert set(by_district) == {"八步区", "平桂区", "昭平县", "钟山县", "富川瑶族自治县"}
     assert leaked == 0
+
+
+def test_the_catalogue_is_the_one_list_of_columns_types_and_masks(built_city):
+    """No second list: every catalogue column reaches the serving file with its declared type
+    (a personal one only masked, as <column>_masked, and an ID number with its <column>_key),
+    every masked column there is a personal column of the catalogue, and the clear copy holds
+    every column with its declared type. Gold as built by Spark, read by DuckDB."""
+    from pipelines.publish import restricted_file
+
+    env, _, _ = built_city
+
+    def types(path) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = defaultdict(dict)
+        with duckdb.connect(str(path), read_only=True) as con:
+            for table, column, kind in con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            ).fetchall():
+                found[table][column] = kind
+        return found
+
+    served, clear = types(env.serving_file), types(restricted_file(env))
+    for table in catalogue.GOLD_TABLES:
+        personal = table.personal
+        expected = {}
+        for column, declared in table.column_types.items():
+            if column not in personal:
+                expected[column] = declared
+                continue
+            expected[f"{column}_masked"] = "VARCHAR"
+            if personal[column].kind == "id_number":
+                expected[f"{column}_key"] = "VARCHAR"
+        assert served[table.name] == expected, table.name
+        masked = {c.removesuffix("_masked") for c in served[table.name] if c.endswith("_masked")}
+        assert masked == set(personal), table.name
+        assert clear[table.name] == table.column_types, table.name
+        # a personal column of a contract stays personal, of its kind, where gold carries it
+        own = {c.name for c in table.columns}
+        for source_id in table.sources:
+            for column in CONTRACTS[source_id].columns:
+                if column.pii and column.name in own:
+                    assert personal[column.name].kind == column.pii, (table.name, column.name)
 
 
 def test_trace_finds_a_person_file_by_file(built_city, spark):

@@ -238,7 +238,7 @@ def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
     root = Path(env["CITYLAKE_DATA_ROOT"])
     _run_city(env)
     first = _lake_fingerprint(root)
-    from base_libraries.catalog import GOLD_TABLES
+    from citylake.catalogue import GOLD_TABLES
 
     for table in GOLD_TABLES:
         rows, _ = first[f"gold.{table.name}"]

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import CITY_TIMEZONE, load_contracts
 
 pytestmark = pytest.mark.spark
@@ -45,7 +45,7 @@ def _deliver_three_days(landing: Path) -> dict[str, str]:
     from citylake.sample import generate
 
     env, city, contracts = settings()
-    sources = sorted({s for t in catalog.with_inputs(TABLES) for s in t.sources})
+    sources = sorted({s for t in catalogue.with_inputs(TABLES) for s in t.sources})
     generate(env, city, contracts, scale=0.0005, seed=1125, delivery_date=D, sources=sources)
     register = _landing_file(landing, REGISTER, D)
     with register.open(encoding="utf-8", newline="") as handle:

@@ -42,7 +42,7 @@ print(flow.build({TABLE!r}, dt.date.fromisoformat({DAY.isoformat()!r}), force=Tr
 @pytest.fixture(scope="module")
 def built_once(tmp_path_factory, spark):
     """The population sources of one small sample day, standardized, and gold built once."""
-    from base_libraries import catalog
+    from citylake import catalogue
     from citylake.config import settings
     from citylake.sample import generate
     from pipelines import flow
@@ -52,7 +52,7 @@ def built_once(tmp_path_factory, spark):
     patch.setenv("CITYLAKE_DATA_ROOT", str(root))
     settings.cache_clear()
     env, city, contracts = settings()
-    sources = list(catalog.gold_table(TABLE).sources)
+    sources = list(catalogue.gold_table(TABLE).sources)
     generate(env, city, contracts, scale=0.0015, seed=5, delivery_date=DAY, sources=sources)
     for source in sources:
         flow.ingest(source, DAY)

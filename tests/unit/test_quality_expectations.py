@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from stdnum.cn import ric, uscc
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import load_city, load_contracts
 from quality import runner
 from quality.expectations import reference_view
@@ -197,7 +197,7 @@ def person_rows() -> list[dict]:
 
 
 def person_frame(spark, people: list[dict]):
-    columns = catalog.gold_table("population__person").column_names
+    columns = catalogue.gold_table("population__person").column_names
     schema = spark.createDataFrame([], _person_schema()).schema
     return spark.createDataFrame([[p[c] for c in columns] for p in people], schema)
 
@@ -211,7 +211,7 @@ def _person_schema() -> str:
         "is_alive": "boolean",
         "_ingested_at": "timestamp",
     }
-    columns = catalog.gold_table("population__person").column_names
+    columns = catalogue.gold_table("population__person").column_names
     return ", ".join(f"{c} {types.get(c, 'string')}" for c in columns)
 
 

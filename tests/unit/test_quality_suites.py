@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from base_libraries import catalog
+from citylake import catalogue
 from citylake.config import ConfigError, load_city, load_contracts
 from quality import runner
 
@@ -28,10 +28,10 @@ def _types(suite) -> list[tuple[str, str | None, str]]:
 def test_every_bronze_silver_and_gold_table_has_a_suite(suites):
     expected = {f"bronze.{s}" for s in CONTRACTS}
     expected |= {f"silver.{c.silver_table}" for c in CONTRACTS.values()}
-    expected |= {f"gold.{t.name}" for t in catalog.GOLD_TABLES}
+    expected |= {f"gold.{t.name}" for t in catalogue.GOLD_TABLES}
     assert set(suites) == expected
-    assert len(suites) == 2 * len(CONTRACTS) + len(catalog.GOLD_TABLES) - _shared_silver()
-    for table in catalog.GOLD_TABLES:  # gold business rules live in a file per table
+    assert len(suites) == 2 * len(CONTRACTS) + len(catalogue.GOLD_TABLES) - _shared_silver()
+    for table in catalogue.GOLD_TABLES:  # gold business rules live in a file per table
         assert suites[f"gold.{table.name}"].path == runner.suite_path(table.name, "gold")
 
 
@@ -40,7 +40,7 @@ def _shared_silver() -> int:
 
 
 def test_every_gold_key_is_hard_not_null_and_unique(suites):
-    for table in catalog.GOLD_TABLES:
+    for table in catalogue.GOLD_TABLES:
         found = _types(suites[f"gold.{table.name}"])
         for key in table.key:
             assert ("expect_column_values_to_not_be_null", key, "hard") in found, table.name

@@ -17,8 +17,8 @@ import shapely
 from shapely.geometry import shape
 
 from base_libraries import spatial
-from base_libraries.catalog import gold_table
 from base_libraries.inputs import BuildInputs
+from citylake.catalogue import gold_table
 from citylake.config import load_city
 from citylake.divisions import district_boundaries
 

@@ -228,7 +228,11 @@ def test_credit_codes_and_optional_numbers_follow_the_contract(spark):
             "library": "legal_entity",
             "format": "csv",
             "frequency": "daily",
-            "sharing": "有条件共享",
+            "classes": {
+                "sharing": {"class": "有条件共享", "reason": "测试用：仅向申请部门共享"},
+                "open": {"class": "不予开放", "reason": "测试用：不向社会开放"},
+                "grade": {"class": "一般", "reason": "测试用：一般数据"},
+            },
             "business_key": ["credit_code"],
             "columns": [
                 {
