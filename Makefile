@@ -30,8 +30,9 @@ test-fast: bootstrap  ## the tests that need no JVM, Airflow or browser
 hostile: bootstrap  ## plant every hard landing-zone case in a small city and check what became of each
 	@rm -rf var/hostile && $(PY) scripts/hostile_city.py --work var/hostile
 
-lint: bootstrap  ## ruff check and ruff format --check
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint: bootstrap  ## ruff check, ruff format --check, and the import layers (lint-imports)
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && \
+		.venv/bin/lint-imports --no-logo --cache-dir .cache/import-linter
 
 format:
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -107,11 +107,11 @@ def main() -> None:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    from citylake import flow, silver
     from citylake.config import settings
+    from citylake.lake import Lake
     from citylake.sample import generate
     from citylake.spark import get_spark
-    from pipelines import flow, silver
-    from pipelines.lake import Lake
     from pipelines.standardize import division_eras_frame, with_ric_checks
 
     env, city, contracts = settings()

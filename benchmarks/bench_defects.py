@@ -54,11 +54,11 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
+    from citylake import flow
     from citylake.config import settings
+    from citylake.lake import Lake
     from citylake.sample import generate
     from citylake.spark import get_spark
-    from pipelines import flow
-    from pipelines.lake import Lake
     from quality import runner
 
     env, city, contracts = settings()

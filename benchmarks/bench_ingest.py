@@ -84,10 +84,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="citylake-bench-"))
     os.environ["CITYLAKE_DATA_ROOT"] = str(root)
     from citylake.config import settings
+    from citylake.lake import Lake
     from citylake.sample import generate
     from citylake.spark import get_spark
     from pipelines.ingest import delivery_dir, ingest_source
-    from pipelines.lake import Lake
 
     env, city, contracts = settings()
     sources = [SOURCES[f] for f in formats]

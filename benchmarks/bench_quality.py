@@ -33,12 +33,11 @@ def main() -> None:
     os.environ["CITYLAKE_DATA_ROOT"] = str(args.data_root)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-    from citylake import catalogue
+    from citylake import catalogue, flow
     from citylake.config import settings
+    from citylake.lake import Lake
     from citylake.sample import generate
     from citylake.spark import get_spark
-    from pipelines import flow
-    from pipelines.lake import Lake
     from quality import runner
 
     env, city, contracts = settings()

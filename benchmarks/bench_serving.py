@@ -105,8 +105,8 @@ def synthetic_lake(scale: float, root: Path) -> tuple[int, float]:
     from browser.small_city import RESIDENTS_PER_DIVISION, make_small_city
 
     from citylake.config import load_city, load_contracts, settings
+    from citylake.lake import Lake
     from citylake.spark import get_spark
-    from pipelines.lake import Lake
 
     size = max(1, round(RESIDENTS_AT_SCALE_1 * scale / sum(RESIDENTS_PER_DIVISION.values())))
     started = time.perf_counter()

@@ -121,7 +121,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the pipeline in this process: ingest → standardize → build → quality → publish."""
-    from pipelines import flow
+    from citylake import flow
 
     logical_date = _date(date)
     sources, tables = flow.city_plan(table)
@@ -146,7 +146,7 @@ def run(
 @app.command()
 def publish() -> None:
     """Publish the gate-passed gold tables to the serving file."""
-    from pipelines import flow
+    from citylake import flow
 
     console.print_json(json.dumps(flow.publish(), ensure_ascii=False))
 
@@ -205,13 +205,13 @@ def airflow_run(
     ] = False,
 ) -> None:
     """Trigger a DAG run through Airflow's REST API and follow it task by task to its end."""
-    from citylake import orchestration as orch
+    from citylake import airflow_api
 
     # Midnight of that day; trigger reads a naive time on the city's clock, the logical date of
     # the scheduled run for that day, so it takes that run instead of adding another.
     logical = dt.datetime.combine(_date(date), dt.time())
-    if if_new and orch.last_run_state(dag, logical) == "success":
-        from pipelines import flow
+    if if_new and airflow_api.last_run_state(dag, logical) == "success":
+        from citylake import flow
 
         waiting = flow.pending(logical.date())
         if not waiting:
@@ -223,9 +223,9 @@ def airflow_run(
         files = sum(len(f) for f in waiting.values())
         console.print(f"{files} new file(s) delivered for {logical.date()}: {', '.join(waiting)}")
     display = _RunDisplay(dag, logical.date())
-    with orch.client() as api, display.status:
-        run_id = orch.trigger(api, dag, logical)
-        state = orch.wait(api, dag, run_id, timeout, poll_s=2.0, on_poll=display)
+    with airflow_api.client() as api, display.status:
+        run_id = airflow_api.trigger(api, dag, logical)
+        state = airflow_api.wait(api, dag, run_id, timeout, poll_s=2.0, on_poll=display)
     elapsed = str(dt.datetime.now() - display.started).split(".")[0]
     colour = "green" if state == "success" else "red"
     console.print(f"{dag} {logical.date()}: [bold {colour}]{state}[/] in {elapsed}")
@@ -272,7 +272,7 @@ def status(
     log_lines: Annotated[int, typer.Option(help="Log lines shown per failed task")] = 15,
 ) -> None:
     """Last run of every DAG, failing tasks with their log tail, overdue sources (Airflow's API)."""
-    from citylake.orchestration import city_status
+    from citylake.airflow_api import city_status
 
     summary = city_status(log_lines=log_lines)
     if as_json:
@@ -327,8 +327,8 @@ def trace(
     ] = False,
 ) -> None:
     """Where a person's or an entity's facts came from: file, batch, row, in every layer."""
+    from citylake.lake import Lake
     from citylake.spark import get_spark
-    from pipelines.lake import Lake
     from pipelines.lineage import trace as find
 
     env, _, contracts = settings()
@@ -360,8 +360,8 @@ def history(
     limit: int = 20,
 ) -> None:
     """The Delta history of a table: versions, times, operations, rows written."""
+    from citylake.lake import Lake
     from citylake.spark import get_spark
-    from pipelines.lake import Lake
 
     env, _, _ = settings()
     layer, _, name = table.partition(".")
@@ -446,7 +446,7 @@ def checksums(
 ) -> None:
     """Rows and an order-free digest of every silver, gold and serving table (run-time columns
     left out): two builds of the same deliveries agree table by table."""
-    from pipelines.lake import Lake, serving_fingerprints
+    from citylake.lake import Lake, serving_fingerprints
 
     env, _, _ = settings()
     found = Lake(env).fingerprints()

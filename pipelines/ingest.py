@@ -55,8 +55,8 @@ from shapely.geometry import shape
 from citylake.config import Environment, SourceContract, settings
 from citylake.divisions import city_bounds
 from citylake.errors import CityLakeError
+from citylake.lake import Lake, latest_version
 from pipelines import ops
-from pipelines.lake import Lake, latest_version
 
 MANIFEST = "ingest_manifest"
 CHUNK = 1 << 22

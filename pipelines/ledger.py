@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from citylake.lake import Lake
 from pipelines import ops
-from pipelines.lake import Lake
 
 
 @dataclass(frozen=True, order=True)

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from citylake import catalogue
 from citylake.config import SourceContract
-from pipelines.lake import Lake
+from citylake.lake import Lake
 from pipelines.standardize import clean_text
 
 KEY_TYPES = ("id_number", "credit_code")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
 MANIFEST = "ingest_manifest"
 LEDGER = "silver_ledger"

@@ -37,8 +37,8 @@ import yaml
 from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable
 from citylake.config import REPO_ROOT, City, Environment, SourceContract
 from citylake.errors import CityLakeError
-from pipelines.lake import delta_relation, is_delta, latest_version, load_extensions
-from pipelines.lake import sql_text as _sql_text
+from citylake.lake import delta_relation, is_delta, latest_version, load_extensions
+from citylake.lake import sql_text as _sql_text
 
 # A relation for (layer, name): SQL text such as "delta_scan('...')", or None if there is no table.
 Scan = Callable[[str, str], "str | None"]
@@ -647,7 +647,7 @@ def publish(
     The as-of date shown ('this month' on the dashboards) is the newest as-of date of the gold
     versions served, else `as_of`, else the newest delivery. Nothing is rebuilt when the state to
     serve (served_state) is the one the current file was built from."""
-    from pipelines.lake import citylake_metadata, commit_info
+    from citylake.lake import citylake_metadata, commit_info
 
     if contracts is None:
         from citylake.config import load_contracts

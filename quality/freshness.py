@@ -38,7 +38,7 @@ def last_deliveries(env: Environment, on_date: dt.date) -> dict[str, dt.date]:
     """source_id → the newest delivery date on or before on_date, from ops.ingest_manifest."""
     import duckdb
 
-    from pipelines.lake import load_extensions
+    from citylake.lake import load_extensions
 
     manifest = env.table_path("ops", "ingest_manifest")
     if not (manifest / "_delta_log").is_dir():

@@ -102,7 +102,7 @@ def collect(
     """Gather the report's figures from the lake."""
     import duckdb
 
-    from pipelines.lake import load_extensions
+    from citylake.lake import load_extensions
 
     own = [c for c in contracts.values() if c.department == department]
     if not own:
@@ -347,7 +347,7 @@ def write_quarantine_lists(
     line of a record that could not be split. Every cell is formula-safe (citylake.exports)."""
     import duckdb
 
-    from pipelines.lake import load_extensions
+    from citylake.lake import load_extensions
 
     texts = _reason_texts()
     batches: dict[str, list[str]] = {}

@@ -35,7 +35,7 @@ done'
 [[ -x "$PY" ]] || die "$PY not found: create the platform environment first (make bootstrap)"
 
 # One Python call reads conf/: data root, host, port, metadata backend.
-settings="$(cd "$REPO" && PYTHONPATH="$REPO" "$PY" -m citylake.orchestration shell-settings)" \
+settings="$(cd "$REPO" && PYTHONPATH="$REPO" "$PY" -m citylake.airflow_setup shell-settings)" \
     || die "cannot read the CityLake configuration (see the error above)"
 eval "$settings"  # sets DATA_ROOT HOST PORT BACKEND METADATA_URL
 
@@ -79,7 +79,7 @@ EOF
         # Production: Airflow asks citylake.config each time, so the password never appears here.
         # A plain ..._SQL_ALCHEMY_CONN inherited from the caller would win over the command.
         echo "unset AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
-        echo "export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD=$(printf %q "$PY -m citylake.orchestration metadata-url")"
+        echo "export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD=$(printf %q "$PY -m citylake.airflow_setup metadata-url")"
     fi
     # Passed through to the tasks when set: a Spark Connect server, another conf/ (tests).
     local variable
@@ -114,7 +114,7 @@ cmd_init() {
     fi
     # The scheduler preloads the pipeline's imports for the tasks it forks (see the file).
     mkdir -p "$AIRFLOW_HOME/config"
-    (cd "$REPO" && "$PY" -m citylake.orchestration local-settings) >"$AIRFLOW_HOME/config/airflow_local_settings.py" \
+    (cd "$REPO" && "$PY" -m citylake.airflow_setup local-settings) >"$AIRFLOW_HOME/config/airflow_local_settings.py" \
         || die "cannot write $AIRFLOW_HOME/config/airflow_local_settings.py"
     echo "airflow.sh: migrating the metadata database ($BACKEND)"
     airflow db migrate >"$LOG_DIR/airflow-init.log" 2>&1 \
@@ -160,7 +160,7 @@ wait_healthy() {
             running_pid "$service" >/dev/null \
                 || die "$service exited during start; see $LOG_DIR/airflow-$service.log"
         done
-        body="$("$PY" -m citylake.orchestration health "$url" 2>/dev/null)" && {
+        body="$("$PY" -m citylake.airflow_setup health "$url" 2>/dev/null)" && {
             echo "airflow.sh: healthy after ${SECONDS}s: http://$HOST:$PORT (user admin, password in $PASSWORDS_FILE)"
             return 0
         }
@@ -202,7 +202,7 @@ cmd_status() {
     for service in "${SERVICES[@]}"; do
         if pid="$(running_pid "$service")"; then echo "$service: running (pid $pid)"; else echo "$service: stopped"; fi
     done
-    "$PY" -m citylake.orchestration health "http://$HOST:$PORT/api/v2/monitor/health" || true
+    "$PY" -m citylake.airflow_setup health "http://$HOST:$PORT/api/v2/monitor/health" || true
 }
 
 case "${1:-}" in

@@ -97,7 +97,7 @@ def built_city(tmp_path_factory):
     """The whole sample city (every source → bronze → silver + quarantine → gold → quality →
     serving file) at a tiny scale, run once by Airflow itself: `airflow dags test` of the city DAG
     on a throw-away SQLite metadata database, every task in that one process (the tasks call the
-    same pipelines.flow steps as `citylake run`). Read-only for tests: a test that changes tables
+    same citylake.flow steps as `citylake run`). Read-only for tests: a test that changes tables
     works on `city_copy`. tests/dags/test_dags_test.py asserts on the run itself; here it only has
     to have produced a city."""
     from citylake.config import settings

@@ -235,7 +235,7 @@ def test_publish_over_delta_keeps_the_gate_and_swaps_atomically(
 ) -> None:
     """Real Delta tables written by Spark, ops.quality_results saying which versions passed."""
     from citylake.config import settings
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     env, city, contracts = settings()
     lake = Lake(env, spark)

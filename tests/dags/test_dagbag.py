@@ -281,11 +281,12 @@ def test_contract_violations_are_not_transient():
 
 
 def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
-    """_call turns a CityLakeError into AirflowFailException (no retry); others pass as they are."""
-    pytest.importorskip("pipelines.flow", reason="pipelines.flow not importable here")
+    """A task (as the factory wraps it) turns a CityLakeError into AirflowFailException (no
+    retry); other errors pass as they are, to be retried."""
+    pytest.importorskip("citylake.flow", reason="citylake.flow not importable here")
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines import flow
+    from citylake import flow
     from pipelines.ingest import DeliveryError
 
     def broken(*_):
@@ -294,12 +295,13 @@ def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
     def flaky(*_):
         raise ConnectionResetError("Spark Connect went away")
 
-    monkeypatch.setattr(flow, "ingest", broken)
+    task = orch._contract_violations_fail()(orch.quality_task)  # what _operator runs
+    monkeypatch.setattr(flow, "check_quality", broken)
     with pytest.raises(AirflowFailException, match="DeliveryError: landing/x.csv: line 3"):
-        orch._call("ingest", "s", dt.date(2026, 11, 27))
-    monkeypatch.setattr(flow, "ingest", flaky)
+        task("population__person")
+    monkeypatch.setattr(flow, "check_quality", flaky)
     with pytest.raises(ConnectionResetError):
-        orch._call("ingest", "s", dt.date(2026, 11, 27))
+        task("population__person")
 
 
 def test_a_contract_violation_outside_the_step_fails_at_once_too():

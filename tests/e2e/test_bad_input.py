@@ -72,14 +72,14 @@ def register(rows, headers) -> str:
 @pytest.fixture
 def city(data_root, spark):
     from citylake.config import settings
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     env, _, contracts = settings()
     return env, contracts[SOURCE], Lake(env, spark)
 
 
 def run(day=DAY, source=SOURCE) -> tuple[dict, dict]:
-    from pipelines import flow
+    from citylake import flow
 
     return flow.ingest(source, day), flow.standardize(source, day)
 
@@ -118,7 +118,7 @@ def nothing_written(lake, env, path):
 
 
 def test_wrong_encoding_declared_fails_the_file_naming_line_and_encoding(city):
-    from pipelines import flow
+    from citylake import flow
 
     env, contract, lake = city
     path = deliver(env, contract, register([row(1), row(2)], contract.headers).encode("gbk"))
@@ -182,7 +182,7 @@ def test_missing_optional_column_is_null_and_reported(city):
 
 
 def test_missing_required_column_fails_the_file_naming_it(city):
-    from pipelines import flow
+    from citylake import flow
 
     env, contract, lake = city
     headers = [h for h in contract.headers if h != "户号"]
@@ -194,7 +194,7 @@ def test_missing_required_column_fails_the_file_naming_it(city):
 
 
 def test_empty_file_fails_naming_it(city):
-    from pipelines import flow
+    from citylake import flow
 
     env, contract, lake = city
     path = deliver(env, contract, b"")
@@ -204,7 +204,7 @@ def test_empty_file_fails_naming_it(city):
 
 
 def test_header_only_file_is_a_batch_of_no_rows(city):
-    from pipelines import flow
+    from citylake import flow
     from pipelines.ingest import MANIFEST
 
     env, contract, lake = city
@@ -343,7 +343,7 @@ def test_a_batch_with_nothing_to_quarantine_after_one_with_something_counts_zero
 
 
 def test_the_same_content_twice_in_a_day_is_one_entry_and_a_next_day_resend_no_change(city):
-    from pipelines import flow
+    from citylake import flow
     from pipelines.ingest import MANIFEST
 
     env, contract, lake = city
@@ -364,7 +364,7 @@ def test_the_same_content_twice_in_a_day_is_one_entry_and_a_next_day_resend_no_c
 
 
 def test_links_hidden_files_and_folders_are_refused_recorded_and_never_opened(city, tmp_path):
-    from pipelines import flow, ops
+    from citylake import flow, ops
 
     env, contract, lake = city
     outside = tmp_path / "outside.csv"  # a valid extract outside the landing zone
@@ -429,7 +429,7 @@ def test_a_stray_quote_is_text_and_cr_only_line_ends_are_read_line_for_line(city
 
 
 def test_a_carriage_return_inside_a_line_fails_the_file_naming_the_line(city):
-    from pipelines import flow
+    from citylake import flow
 
     env, contract, lake = city
     text = register([row(1), row(2, 户籍地址="昭平镇\r幸福路"), row(3)], contract.headers)

@@ -24,7 +24,7 @@ REPAIRED = {"fullwidth_digits"}
 
 
 def _lake(spark, env):
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     return Lake(env, spark)
 
@@ -187,7 +187,7 @@ def test_trace_finds_a_person_file_by_file(built_city, spark):
 
 
 def test_rerun_of_the_same_date_changes_nothing(city_copy, spark):
-    from pipelines import flow
+    from citylake import flow
 
     lake = _lake(spark, city_copy)
     source = "gongan__household_register"
@@ -198,7 +198,7 @@ def test_rerun_of_the_same_date_changes_nothing(city_copy, spark):
 
 
 def test_failed_hard_gate_leaves_the_serving_file_untouched(city_copy, spark):
-    from pipelines import flow
+    from citylake import flow
     from quality.runner import QualityGateFailed
 
     lake = _lake(spark, city_copy)

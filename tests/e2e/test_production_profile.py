@@ -124,7 +124,7 @@ def _conf_on_free_ports(tmp: Path) -> tuple[Path, int, int]:
 
 def _lake_fingerprint(root: Path) -> dict[str, tuple[int, str]]:
     """(rows, digest of every row, ingest times included) of each bronze, silver and gold table."""
-    from pipelines.lake import delta_relation, duckdb_connection, fingerprint, is_delta
+    from citylake.lake import delta_relation, duckdb_connection, fingerprint, is_delta
 
     with duckdb_connection() as con:
         return {

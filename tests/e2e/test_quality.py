@@ -18,7 +18,7 @@ CLEAR_ID_NUMBER = re.compile(r"(?<![\dA-Z])\d{17}[\dX](?![\dA-Z])")
 
 
 def _lake(spark, env):
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     return Lake(env, spark)
 

@@ -82,13 +82,13 @@ def _deliver_three_days(landing: Path) -> dict[str, str]:
 def _checksums(env) -> dict[str, tuple[int, str]]:
     """(rows, order-free digest of the rows) of every silver and gold table, lineage times
     excluded (`citylake checksums`)."""
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     return Lake(env).fingerprints()
 
 
 def _run(day: dt.date) -> None:
-    from pipelines import flow
+    from citylake import flow
 
     flow.run_city(day, tables=TABLES)
 
@@ -162,7 +162,7 @@ def test_a_replay_with_nothing_new_leaves_the_serving_file_alone(three_days):
 def test_history_of_a_person_who_moved_and_moved_back(three_days, spark):
     """SCD2 values checked by hand: on D the first address, valid D → D+1; on D+1 the new
     address, valid D+1 → D+2; on D+2 the first address again, current, open-ended."""
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     env = three_days["env"]
     person, first_address = sorted(three_days["moved_back"].items())[0]
@@ -187,7 +187,7 @@ def test_days_out_of_order_give_the_same_lake(three_days, use_root):
 
 
 def test_gold_as_of_d_is_the_gold_of_a_lake_that_only_saw_d(three_days, use_root):
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     only_d = _other_lake(three_days, "c", [DAYS[0]], use_root)
     expected = {k: v for k, v in _checksums(only_d).items() if k.startswith("gold.")}
@@ -206,8 +206,7 @@ def test_gold_as_of_d_is_the_gold_of_a_lake_that_only_saw_d(three_days, use_root
 def test_a_backfill_waits_while_a_later_day_holds_the_table(three_days, use_root):
     """A run of D while D+2's standardize holds silver.person is serialized, not interleaved:
     it waits for the lock, then finds its batches already in the ledger."""
-    from citylake import locks
-    from pipelines import flow
+    from citylake import flow, locks
 
     env = use_root(three_days["root"] / "a")
     before = _checksums(env)
@@ -230,7 +229,7 @@ def test_a_backfill_waits_while_a_later_day_holds_the_table(three_days, use_root
 
 
 def test_trace_as_of_reads_silver_as_it_stood_then(three_days, spark):
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
     from pipelines.lineage import trace
 
     lake = Lake(three_days["env"], spark)

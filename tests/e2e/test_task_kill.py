@@ -2,7 +2,7 @@
 the retry (the same step run again, as Airflow's retry does) completes.
 
 The killed task is a real process with its own Spark driver (JVM included, its own process group),
-running the step an Airflow task runs: pipelines.flow.build. It is killed once it has written data
+running the step an Airflow task runs: citylake.flow.build. It is killed once it has written data
 files into the table's folder but before Delta committed them; readers must then see the previous
 version, whole, and nothing of the half-written one.
 """
@@ -33,7 +33,7 @@ SLOW_WRITE = {
 }
 BUILD = f"""
 import datetime as dt
-from pipelines import flow
+from citylake import flow
 # force: the inputs did not change, and the point is a rebuild caught mid-write
 print(flow.build({TABLE!r}, dt.date.fromisoformat({DAY.isoformat()!r}), force=True), flush=True)
 """
@@ -42,10 +42,9 @@ print(flow.build({TABLE!r}, dt.date.fromisoformat({DAY.isoformat()!r}), force=Tr
 @pytest.fixture(scope="module")
 def built_once(tmp_path_factory, spark):
     """The population sources of one small sample day, standardized, and gold built once."""
-    from citylake import catalogue
+    from citylake import catalogue, flow
     from citylake.config import settings
     from citylake.sample import generate
-    from pipelines import flow
 
     root = tmp_path_factory.mktemp("kill")
     patch = pytest.MonkeyPatch()
@@ -133,7 +132,7 @@ def test_a_killed_write_leaves_the_previous_version_and_the_retry_completes(
 
     # The retry: the same step again (as Airflow's retry runs it) completes and commits one new
     # version; in this process, whose Spark is already up, to spare a second JVM start.
-    from pipelines import flow
+    from citylake import flow
 
     result = flow.build(TABLE, DAY, force=True)
     assert result["rows"] == rows_before

@@ -7,7 +7,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from pipelines.lake import delta_relation, duckdb_connection, fingerprint, serving_fingerprints
+from citylake.lake import delta_relation, duckdb_connection, fingerprint, serving_fingerprints
 
 ROWS = {
     "id_number": ["11010519491231002X", "450103199001011234", "451102198807070019"],

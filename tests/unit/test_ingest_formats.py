@@ -131,7 +131,7 @@ def landing(env, contract, name: str):
 
 
 def bronze_rows(spark, env, source_id):
-    from pipelines.lake import Lake
+    from citylake.lake import Lake
 
     return {
         r["_row_number"]: r.asDict() for r in Lake(env, spark).read("bronze", source_id).collect()
@@ -140,8 +140,8 @@ def bronze_rows(spark, env, source_id):
 
 @pytest.mark.spark
 def test_xlsx_rows_keep_sheet_row_numbers_values_as_seen_and_extra_columns(spark, data_root):
+    from citylake import flow
     from citylake.config import settings
-    from pipelines import flow
 
     env, _, contracts = settings()
     contract = contracts[ORGS]
@@ -198,8 +198,8 @@ def test_xlsx_rows_keep_sheet_row_numbers_values_as_seen_and_extra_columns(spark
 
 @pytest.mark.spark
 def test_xlsx_without_a_required_column_or_not_a_workbook_fails_naming_the_file(spark, data_root):
+    from citylake import flow
     from citylake.config import settings
-    from pipelines import flow
 
     env, _, contracts = settings()
     contract = contracts[ORGS]
@@ -230,8 +230,8 @@ SQUARE = {
 
 @pytest.mark.spark
 def test_geojson_features_become_rows_with_geometry_as_json_text(spark, data_root):
+    from citylake import flow
     from citylake.config import settings
-    from pipelines import flow
 
     env, _, contracts = settings()
     contract = contracts[PARCELS]
@@ -270,8 +270,8 @@ def test_geojson_features_become_rows_with_geometry_as_json_text(spark, data_roo
 def test_geojson_that_is_no_feature_collection_fails_naming_the_file(
     spark, data_root, text, message
 ):
+    from citylake import flow
     from citylake.config import settings
-    from pipelines import flow
 
     env, _, contracts = settings()
     landing(env, contracts[PARCELS], "parcels.geojson").write_text(text, encoding="utf-8")
@@ -290,8 +290,8 @@ def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, enco
     """A key the contract does not know is kept in _extra_columns and reported, as a CSV column
     is; a line that is no JSON object is kept whole for quarantine; blank lines are no records."""
     from citylake.config import settings
+    from citylake.lake import Lake
     from pipelines.ingest import ingest_source
-    from pipelines.lake import Lake
 
     env, _, contracts = settings()
     contract = contracts[HOTLINE].model_copy(update={"encoding": encoding})
@@ -328,8 +328,8 @@ def test_json_lines_keep_unknown_keys_and_malformed_lines(spark, data_root, enco
 
 @pytest.mark.spark
 def test_json_lines_without_a_required_key_fail_naming_the_file(spark, data_root):
+    from citylake import flow
     from citylake.config import settings
-    from pipelines import flow
 
     env, _, contracts = settings()
     path = landing(env, contracts[HOTLINE], "tickets.jsonl")

@@ -15,7 +15,7 @@ later days, changes nothing that is already right:
 * a gate judges each version once; publication serves, per table, the newest version whose gate
   passed, and skips when that set is the one already served.
 
-Spark starts only in the steps that need it (pipelines.lake.Lake opens it on first use).
+Spark starts only in the steps that need it (citylake.lake.Lake opens it on first use).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from base_libraries.builds import builder
 from base_libraries.inputs import BuildInputs
 from citylake import catalogue, locks
 from citylake.config import CONF_DIR, city_yesterday, settings
+from citylake.lake import Lake
 from pipelines import ingest as ingest_step
 from pipelines import ledger, ops, silver
 from pipelines import publish as publish_step
 from pipelines.ingest import DeliveryError
-from pipelines.lake import Lake
 from pipelines.standardize import division_eras_frame
 from quality import docs as quality_docs
 from quality import report as delivery_report

@@ -308,7 +308,7 @@ class Lake:
     ) -> dict:
         """MERGE a batch's accepted rows into silver.<name>, one current row per key.
 
-        Batches arrive in delivery order (pipelines.flow keeps a ledger and rewinds when an older
+        Batches arrive in delivery order (citylake.flow keeps a ledger and rewinds when an older
         one comes late), so a batch is never older than what silver holds. Rows identical to the
         current version (same `_row_hash` over the value columns) are left out before the MERGE,
         so a full daily extract in which 1% of keys changed rewrites only the files holding that
