@@ -34,6 +34,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from citylake import masking
 from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable
 from citylake.config import REPO_ROOT, City, Environment, SourceContract
 from citylake.errors import CityLakeError
@@ -47,30 +48,9 @@ REASON_CODES_FILE = REPO_ROOT / "quality" / "reason_codes.yaml"
 
 # ----------------------------------------------------------------------------- masking
 # Masking happens in the SELECT that copies gold into the serving file: no clear value is ever
-# written to it. Each rule is a DuckDB expression over the column {c}.
-MASKS = {
-    # 451102199001011234 → 4511**********1234 (legacy 15 digits keep 4 + 4 as well)
-    "id": "CASE WHEN {c} IS NULL THEN NULL"
-    " ELSE left({c}, 4) || repeat('*', greatest(length({c}) - 8, 0)) || right({c}, 4) END",
-    # 张三 → 张*, 欧阳修 → 欧**
-    "name": "CASE WHEN {c} IS NULL OR {c} = '' THEN {c}"
-    " ELSE left({c}, 1) || repeat('*', greatest(length({c}) - 1, 1)) END",
-    # 13812345678 → 138****5678; 0774-5123456 → 077*****3456
-    "phone": "CASE WHEN {c} IS NULL OR length({c}) < 8 THEN {c}"
-    " ELSE left({c}, 3) || repeat('*', length({c}) - 7) || right({c}, 4) END",
-    # 八步区贺街镇城中路6号 → 八步区贺街镇: cut after the township (镇/乡) or street (街道)
-    "address": "CASE WHEN {c} IS NULL THEN NULL ELSE coalesce("
-    "nullif(regexp_extract({c}, '^.*?(镇|乡|街道|街道办事处)', 0), ''),"
-    " nullif(regexp_extract({c}, '^.*?(区|县|市)', 0), ''), '***') END",
-}
-
-
-# The personal-data kind of a column (its metadata file) → its rule; ID numbers also get a keyed
-# hash (<column>_key), so analysts can still join and count distinct persons without the number.
-# Rows that are not persons (citylake.classification.PersonRows) stay clear: entities' names and
-# credit codes are public under the enterprise credit publicity rules.
-RULE_OF_KIND = {"id_number": "id", "name": "name", "phone": "phone", "address": "address"}
-KEYED_KINDS = frozenset({"id_number"})
+# written to it. The rules (citylake.masking) follow each column's personal-data kind in its
+# metadata file; rows that are not persons (citylake.classification.PersonRows) stay clear:
+# entities' names and credit codes are public under the enterprise credit publicity rules.
 
 
 def masked_select(table: GoldTable, pepper: str) -> str:
@@ -82,11 +62,11 @@ def masked_select(table: GoldTable, pepper: str) -> str:
         if kind is None:
             items.append(f'"{column}"')
             continue
-        expression = MASKS[RULE_OF_KIND[kind.kind]].format(c=f'"{column}"')
+        expression = masking.sql(kind.kind, f'"{column}"')
         if kind.persons_only:
             expression = f'CASE WHEN {kind.persons_only.sql} THEN {expression} ELSE "{column}" END'
         items.append(f'{expression} AS "{column}_masked"')
-        if kind.kind in KEYED_KINDS:
+        if kind.kind in masking.KEYED:
             items.append(f'sha256({_sql_text(pepper)} || "{column}") AS "{column}_key"')
     return ",\n    ".join(items)
 

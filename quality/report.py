@@ -16,11 +16,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citylake import masking
 from citylake.config import Environment, Frequency, SourceContract
 from citylake.errors import CityLakeError
 from citylake.exports import formula_safe, write_csv
 from quality.freshness import freshness, last_deliveries
-from quality.runner import PERSONAL_VALUE, mask
 
 EXAMPLES_PER_REASON = 3
 SEVERITY_LABELS = {"hard": "阻断 hard", "soft": "警告 soft"}
@@ -80,11 +80,9 @@ def _delta(env: Environment, layer: str, name: str) -> str | None:
     return str(path) if (path / "_delta_log").is_dir() else None
 
 
-def _masked(value, personal: bool) -> str:
-    if value is None:
-        return "(空 empty)"
-    text = str(value)
-    return mask(text) if personal or PERSONAL_VALUE.search(text) else text
+def _masked(value, kind: str | None) -> str:
+    """A delivered value as a report shows it (citylake.masking: by its column's kind)."""
+    return "(空 empty)" if value is None else str(masking.shown(str(value), kind))
 
 
 def _reason_texts() -> dict[str, dict[str, str]]:
@@ -177,14 +175,14 @@ def _file_report(con, env, contract, source_file, batch_id, received, bronze) ->
                 "WHERE list_contains(reason_codes, ?) ORDER BY _row_number LIMIT ?",
                 [batch_id, code, EXAMPLES_PER_REASON],
             ).fetchall()
-            personal = shown is None or shown.pii is not None
+            kind = "text" if shown is None else shown.pii  # a whole raw line is personal
             reasons.append(
                 ReasonCount(
                     code=code,
                     column=f"{shown.header} {column}" if shown else "整行 whole row",
                     rule=f"{text['zh']} ({text['en']})",
                     count=count,
-                    examples=[(row, _masked(value, personal)) for row, value in examples],
+                    examples=[(row, _masked(value, kind)) for row, value in examples],
                 )
             )
     return FileReport(
@@ -372,20 +370,24 @@ def write_quarantine_lists(
                 f"({', '.join('?' for _ in batch_ids)}) ORDER BY _source_file, _row_number",
                 batch_ids,
             ).fetchall()
-            personal = [c.pii is not None for c in contract.columns]
+            # masked column by column, each personal column in one DuckDB query
+            delivered_columns = [[r[4 + i] for r in rows] for i in range(len(contract.columns))]
+            shown_columns = [
+                masking.mask_values(values, column.pii)
+                if column.pii
+                else [None if v is None else masking.shown(v, None) for v in values]
+                for column, values in zip(contract.columns, delivered_columns, strict=True)
+            ]
+            raws = masking.mask_values([r[-1] for r in rows], "text")
 
-            def lines(rows=rows, personal=personal):
-                for source_file, row_number, codes, kept_row, *delivered, raw in rows:
+            def lines(rows=rows, shown_columns=shown_columns, raws=raws):
+                for n, (source_file, row_number, codes, kept_row, *_) in enumerate(rows):
                     rules = [
                         texts.get(code.partition(".")[2], {}).get("zh", code) for code in codes
                     ]
-                    shown = [
-                        None if v is None else _masked(v, p)
-                        for v, p in zip(delivered, personal, strict=True)
-                    ]
-                    raw = None if raw is None else _masked(raw, True)
+                    shown = [column[n] for column in shown_columns]
                     yield [source_file, row_number, "; ".join(codes), "; ".join(rules),
-                           kept_row, *shown, raw]  # fmt: skip
+                           kept_row, *shown, raws[n]]  # fmt: skip
 
             header = ["文件 file", "行号 row", "原因代码 reason codes", "原因 reasons",
                       "保留的行 row kept", *(c.header for c in contract.columns),

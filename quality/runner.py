@@ -36,6 +36,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from citylake import catalogue
+from citylake import catalogue, masking
 from citylake.config import City, ConfigError, Environment, SourceContract
 from citylake.errors import CityLakeError
 
@@ -57,7 +58,6 @@ SILVER_HISTORY = ("valid_from", "valid_to", "is_current")
 EXAMPLES = 5  # unexpected values kept per expectation (masked when personal)
 # Personal columns come from the contracts (silver) and the metadata files (gold); besides them,
 # a value shaped like an ID number or a mobile number is masked whatever its column.
-PERSONAL_VALUE = re.compile(r"\d{15}|\d{17}[\dXx]|1[3-9]\d{9}")
 
 
 class QualityGateFailed(CityLakeError, RuntimeError):
@@ -89,7 +89,7 @@ class Suite:
     path: Path | None  # the YAML file, if the table has one
     expectations: list  # great_expectations Expectation objects, in spec order
     columns: tuple[str, ...]  # the table's columns as the suite knows them
-    personal: frozenset[str]  # columns whose values are masked in results
+    personal: Mapping[str, str]  # column → personal-data kind: its values are masked in results
 
     @property
     def name(self) -> str:
@@ -148,13 +148,15 @@ def table_columns(layer: str, table: str, contracts: dict[str, SourceContract]) 
     return (*contract.column_names, *_derived(contract), *BRONZE_LINEAGE, *SILVER_HISTORY)
 
 
-def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> frozenset:
+def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> dict:
+    """Column → personal-data kind (citylake.masking): the metadata file's for gold, the
+    contract's for bronze and silver, plus what is derived from personal values ("text")."""
     if layer == "gold":
-        return frozenset(catalogue.gold_table(table).personal)  # its metadata file says which
+        return {c: p.kind for c, p in catalogue.gold_table(table).personal.items()}
     contract = contract_of(layer, table, contracts)
-    personal = {c.name for c in contract.columns if c.pii}
-    personal |= {f"{c.name}_birth_date" for c in contract.columns if c.type == "id_number"}
-    return frozenset(personal | {"_malformed_line"})
+    personal = {c.name: c.pii for c in contract.columns if c.pii}
+    personal |= {f"{c.name}_birth_date": "text" for c in contract.columns if c.type == "id_number"}
+    return personal | {"_malformed_line": "text"}
 
 
 # ----------------------------------------------------------------------------- generated suites
@@ -440,27 +442,12 @@ def load_all(city: City, contracts: dict[str, SourceContract]) -> list[Suite]:
 # ----------------------------------------------------------------------------- validating
 
 
-def mask(value) -> str:
-    """A personal value as the serving file shows it: ends kept, the middle starred."""
-    text = str(value)
-    if len(text) >= 15:
-        return text[:4] + "*" * (len(text) - 8) + text[-4:]
-    if len(text) >= 7:
-        return text[:3] + "*" * (len(text) - 7) + text[-4:]
-    if len(text) >= 2:
-        return text[:1] + "*" * (len(text) - 1)
-    return "*"
-
-
-def _masked(value, personal: bool):
+def _masked(value, kind: str | None):
     if isinstance(value, dict):
-        return {k: _masked(v, personal) for k, v in value.items()}
+        return {k: _masked(v, kind) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_masked(v, personal) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    text = str(value)
-    return mask(text) if personal or PERSONAL_VALUE.search(text) else text
+        return [_masked(v, kind) for v in value]
+    return masking.shown(value, kind)
 
 
 def _columns_of(kwargs: dict) -> list[str]:
@@ -468,10 +455,12 @@ def _columns_of(kwargs: dict) -> list[str]:
     return named + list(kwargs.get("column_list") or [])
 
 
-def mask_result(result, personal: frozenset[str]) -> None:
-    """Mask, in place, the values a GX expectation result shows (examples, counts, observations)."""
+def mask_result(result, personal: Mapping[str, str]) -> None:
+    """Mask, in place, the values a GX expectation result shows (examples, counts, observations),
+    by the kind of the first personal column the expectation names."""
     stats = result.result or {}
-    is_personal = any(c in personal for c in _columns_of(result.expectation_config.kwargs))
+    named = [c for c in _columns_of(result.expectation_config.kwargs) if c in personal]
+    is_personal = personal[named[0]] if named else None
     for key in (
         "partial_unexpected_list",
         "unexpected_list",
