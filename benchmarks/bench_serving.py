@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from citylake.catalogue import GOLD_TABLES  # noqa: E402
+from citylake.lake import is_delta  # noqa: E402
 from pipelines import publish  # noqa: E402
 
 BUNDLE = REPO_ROOT / "dashboards" / "bundle"
@@ -142,11 +143,7 @@ def main() -> None:
     try:
         if args.lake:
             env, _, _ = settings()
-            missing = [
-                t.name
-                for t in GOLD_TABLES
-                if not (env.table_path("gold", t.name) / "_delta_log").is_dir()
-            ]
+            missing = [t.name for t in GOLD_TABLES if not is_delta(env.table_path("gold", t.name))]
             if missing:
                 raise SystemExit(f"--lake: gold tables not built yet: {missing}")
             print(f"gold from the lake at {env.lake_root}")

@@ -360,24 +360,27 @@ def history(
     limit: int = 20,
 ) -> None:
     """The Delta history of a table: versions, times, operations, rows written."""
+    from zoneinfo import ZoneInfo
+
+    from citylake.config import CITY_TIMEZONE
     from citylake.lake import Lake
-    from citylake.spark import get_spark
 
     env, _, _ = settings()
     layer, _, name = table.partition(".")
-    lake = Lake(env, get_spark(env))
+    lake = Lake(env)
     if not lake.exists(layer, name):
         raise CityLakeError(f"{table}: no such Delta table under {env.lake_root}")
-    rows = lake.spark.sql(
-        f"DESCRIBE HISTORY delta.`{lake.path(layer, name)}` LIMIT {int(limit)}"
-    ).collect()
     out = Table(title=f"{table} history (read any version with --as-of / versionAsOf)")
     for column in ("version", "timestamp", "operation", "rows written"):
         out.add_column(column)
-    for row in rows:
-        metrics = row["operationMetrics"] or {}
+    for commit in lake.history(layer, name, limit):  # the Delta log itself: no Spark job
+        metrics = commit.get("operationMetrics") or {}
         written = metrics.get("numOutputRows") or metrics.get("numTargetRowsInserted") or ""
-        out.add_row(str(row["version"]), str(row["timestamp"]), row["operation"], str(written))
+        when = dt.datetime.fromtimestamp(commit.get("timestamp", 0) / 1000, ZoneInfo(CITY_TIMEZONE))
+        out.add_row(
+            str(commit["version"]), f"{when:%Y-%m-%d %H:%M:%S}", commit.get("operation", ""),
+            str(written),
+        )  # fmt: skip
     console.print(out)
 
 

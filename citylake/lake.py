@@ -116,6 +116,20 @@ def delta_relation(path: Path, version: int | None = None) -> str:
     return f"delta_scan({sql_text(path.as_posix())}{pinned})"
 
 
+def scan_of(env: Environment, layer: str, name: str, version: int | None = None) -> str | None:
+    """DuckDB's relation over <layer>.<name> of the lake (pinned to a version when given), None
+    when there is no such table: for readers that need no Lake (reports, freshness)."""
+    path = env.table_path(layer, name)
+    return delta_relation(path, version) if is_delta(path) else None
+
+
+def delta_tables(folder: Path) -> list[Path]:
+    """The Delta tables directly under a folder (a layer of the lake), by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if is_delta(p))
+
+
 def duckdb_connection(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     import duckdb
 
@@ -438,8 +452,7 @@ class Lake:
 
     def scan(self, layer: str, name: str, version: int | None = None) -> str | None:
         """DuckDB's relation over a table (pinned to a version when given), None if absent."""
-        path = self.table_path(layer, name)
-        return delta_relation(path, version) if is_delta(path) else None
+        return scan_of(self.env, layer, name, version)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor of the lake's own in-memory DuckDB: opened, extensions loaded, once per Lake

@@ -38,7 +38,7 @@ from citylake import masking
 from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable
 from citylake.config import REPO_ROOT, City, Environment, SourceContract
 from citylake.errors import CityLakeError
-from citylake.lake import delta_relation, is_delta, latest_version, load_extensions
+from citylake.lake import delta_relation, delta_tables, is_delta, latest_version, load_extensions
 from citylake.lake import sql_text as _sql_text
 
 # A relation for (layer, name): SQL text such as "delta_scan('...')", or None if there is no table.
@@ -572,10 +572,8 @@ def served_state(env: Environment, versions: dict[str, int | None]) -> dict:
     quarantine table the health tables read. The same state twice needs no new file."""
     state = {"gold": versions}
     for layer in ("ops", "quarantine"):
-        folder = env.lake_root / layer
         state[layer] = {
-            path.parent.name: latest_version(path.parent)
-            for path in sorted(folder.glob("*/_delta_log"))
+            table.name: latest_version(table) for table in delta_tables(env.lake_root / layer)
         }
     return state
 
@@ -706,13 +704,10 @@ def lake_connection(
     con = duckdb.connect()
     load_extensions(con, "delta", "spatial")
     for layer in layers:
-        folder = env.lake_root / layer
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-        for path in sorted(folder.glob("*/_delta_log")):
-            table = path.parent
+        for table in delta_tables(env.lake_root / layer):
             con.execute(
-                f'CREATE VIEW "{layer}"."{table.name}" AS SELECT * FROM '
-                f"delta_scan({_sql_text(table.as_posix())})"
+                f'CREATE VIEW "{layer}"."{table.name}" AS SELECT * FROM {delta_relation(table)}'
             )
     return con
 

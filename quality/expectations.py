@@ -267,15 +267,16 @@ def _spark_other_table(spark, table: str):
     if spark.catalog.tableExists(view):
         return spark.table(view)
     from citylake.config import settings
+    from citylake.lake import Lake
 
     layer, name = table.split(".", 1)
-    path = settings()[0].table_path(layer, name)
-    if not (path / "_delta_log").is_dir():
+    lake = Lake(settings()[0], spark)
+    if not lake.exists(layer, name):
         raise ValueError(
             f"expect_column_values_to_be_found_in_table: table '{table}' does not exist "
-            f"({path} is not a Delta table); build it first"
+            f"({lake.path(layer, name)} is not a Delta table); build it first"
         )
-    return spark.read.format("delta").load(str(path))
+    return lake.read(layer, name)
 
 
 class TableValuesFoundInTable(TableMetricProvider):

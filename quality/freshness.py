@@ -38,15 +38,15 @@ def last_deliveries(env: Environment, on_date: dt.date) -> dict[str, dt.date]:
     """source_id → the newest delivery date on or before on_date, from ops.ingest_manifest."""
     import duckdb
 
-    from citylake.lake import load_extensions
+    from citylake.lake import load_extensions, scan_of
 
-    manifest = env.table_path("ops", "ingest_manifest")
-    if not (manifest / "_delta_log").is_dir():
+    manifest = scan_of(env, "ops", "ingest_manifest")
+    if manifest is None:
         return {}
     with duckdb.connect() as con:
         load_extensions(con, "delta")
         rows = con.execute(
-            f"SELECT source_id, max(delivery_date) FROM delta_scan('{manifest}') "
+            f"SELECT source_id, max(delivery_date) FROM {manifest} "
             "WHERE delivery_date <= ? GROUP BY source_id",
             [on_date],
         ).fetchall()

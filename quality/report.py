@@ -20,6 +20,7 @@ from citylake import masking
 from citylake.config import Environment, Frequency, SourceContract
 from citylake.errors import CityLakeError
 from citylake.exports import formula_safe, write_csv
+from citylake.lake import scan_of
 from quality.freshness import freshness, last_deliveries
 
 EXAMPLES_PER_REASON = 3
@@ -75,11 +76,6 @@ class DeliveryReport:
     checks_run: int = 0  # bronze and silver checks recorded for that date
 
 
-def _delta(env: Environment, layer: str, name: str) -> str | None:
-    path = env.table_path(layer, name)
-    return str(path) if (path / "_delta_log").is_dir() else None
-
-
 def _masked(value, kind: str | None) -> str:
     """A delivered value as a report shows it (citylake.masking: by its column's kind)."""
     return "(空 empty)" if value is None else str(masking.shown(str(value), kind))
@@ -106,7 +102,7 @@ def collect(
     if not own:
         known = sorted({c.department for c in contracts.values()})
         raise ReportError(f"no department '{department}' in conf/sources/ (one of {known})")
-    manifest = _delta(env, "ops", "ingest_manifest")
+    manifest = scan_of(env, "ops", "ingest_manifest")
     if manifest is None:
         raise ReportError(
             f"nothing ingested yet: {env.table_path('ops', 'ingest_manifest')} is missing"
@@ -119,7 +115,7 @@ def collect(
         load_extensions(con, "delta")
         deliveries = con.execute(
             f"SELECT source_id, source_file, batch_id, rows_delivered, rows_bronze "
-            f"FROM delta_scan('{manifest}') WHERE delivery_date = ? AND source_id IN "
+            f"FROM {manifest} WHERE delivery_date = ? AND source_id IN "
             f"({', '.join('?' for _ in by_id)}) ORDER BY source_id, source_file",
             [delivery_date, *by_id],
         ).fetchall()
@@ -127,11 +123,11 @@ def collect(
             files.append(
                 _file_report(con, env, by_id[source_id], source_file, batch_id, received, bronze)
             )
-        results = _delta(env, "ops", "quality_results")
+        results = scan_of(env, "ops", "quality_results")
         if results is not None:
             failures = _failures(con, results, [*by_id], own, delivery_date)
             checks_run = con.execute(
-                f"SELECT count(DISTINCT run_id) FROM delta_scan('{results}') WHERE logical_date = ? "
+                f"SELECT count(DISTINCT run_id) FROM {results} WHERE logical_date = ? "
                 f"AND table_name IN ({', '.join('?' for _ in by_id)}, "
                 f"{', '.join('?' for _ in own)})",
                 [delivery_date, *by_id, *[c.silver_table for c in own]],
@@ -152,11 +148,11 @@ def collect(
 
 
 def _file_report(con, env, contract, source_file, batch_id, received, bronze) -> FileReport:
-    quarantine = _delta(env, "quarantine", contract.source_id)
+    quarantine = scan_of(env, "quarantine", contract.source_id)
     reasons: list[ReasonCount] = []
     quarantined = 0
     if quarantine is not None:
-        scan = f"(SELECT * FROM delta_scan('{quarantine}') WHERE _batch_id = ?)"
+        scan = f"(SELECT * FROM {quarantine} WHERE _batch_id = ?)"
         quarantined = con.execute(f"SELECT count(*) FROM {scan}", [batch_id]).fetchone()[0]
         counted = con.execute(
             f"SELECT code, count(*) AS n FROM (SELECT unnest(reason_codes) AS code FROM {scan}) "
@@ -206,12 +202,12 @@ def _failures(con, results, source_ids, contracts, delivery_date) -> list[CheckF
         rows = con.execute(
             f"""
             WITH runs AS (
-                SELECT run_id, max(checked_at) AS last_checked FROM delta_scan('{results}')
+                SELECT run_id, max(checked_at) AS last_checked FROM {results}
                 WHERE layer = ? AND table_name = ? AND logical_date = ? GROUP BY run_id
             ), latest AS (SELECT run_id FROM runs ORDER BY last_checked DESC LIMIT 1)
             SELECT expectation, column_name, severity, unexpected_count, unexpected_percent,
                    unexpected_examples
-            FROM delta_scan('{results}') WHERE run_id IN (SELECT run_id FROM latest)
+            FROM {results} WHERE run_id IN (SELECT run_id FROM latest)
               AND NOT success ORDER BY severity, expectation, column_name
             """,
             [layer, table, delivery_date],
@@ -357,7 +353,7 @@ def write_quarantine_lists(
         load_extensions(con, "delta")
         for source_id, batch_ids in batches.items():
             contract = contracts[source_id]
-            scan = f"delta_scan('{_delta(env, 'quarantine', source_id)}')"
+            scan = scan_of(env, "quarantine", source_id)
             present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
             kept = "_kept_row_number" if "_kept_row_number" in present else "NULL"
             values = ", ".join(
