@@ -32,19 +32,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-import yaml
 
 from citylake import masking
 from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable
-from citylake.config import REPO_ROOT, City, Environment, SourceContract
+from citylake.config import City, Environment, SourceContract
 from citylake.errors import CityLakeError
 from citylake.lake import delta_relation, delta_tables, is_delta, latest_version, load_extensions
 from citylake.lake import sql_text as _sql_text
+from citylake.reasons import reason_texts
 
 # A relation for (layer, name): SQL text such as "delta_scan('...')", or None if there is no table.
 Scan = Callable[[str, str], "str | None"]
 
-REASON_CODES_FILE = REPO_ROOT / "quality" / "reason_codes.yaml"
 
 # ----------------------------------------------------------------------------- masking
 # Masking happens in the SELECT that copies gold into the serving file: no clear value is ever
@@ -173,13 +172,13 @@ def _reference_tables(
             for c in sorted(contracts.values(), key=lambda c: c.source_id)
         ],
     )
-    reasons = yaml.safe_load(REASON_CODES_FILE.read_text(encoding="utf-8"))
+    texts = reason_texts()
     con.execute(
         "CREATE TABLE ref_reason (rule VARCHAR PRIMARY KEY, reason_zh VARCHAR, reason_en VARCHAR)"
     )
     con.executemany(
         "INSERT INTO ref_reason VALUES (?, ?, ?)",
-        [(rule, text["zh"], text["en"]) for rule, text in reasons.items()],
+        [(rule, text["zh"], text["en"]) for rule, text in texts.items()],
     )
 
 

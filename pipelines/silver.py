@@ -9,13 +9,11 @@ delivered = accepted + quarantined, or the step fails.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from importlib.resources import files
 
-import yaml
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from citylake import reasons
 from citylake.config import City, SourceContract
 from pipelines import standardize as S
 from pipelines.credit_code import with_uscc_checks
@@ -30,15 +28,8 @@ PARSERS = {
 }
 
 
-@functools.cache
-def reason_texts() -> dict[str, dict[str, str]]:
-    return yaml.safe_load(files("quality").joinpath("reason_codes.yaml").read_text("utf-8"))
-
-
 def _reason(condition: Column, code: str) -> Column:
-    if code.split(".", 1)[1] not in reason_texts():
-        raise KeyError(f"reason rule of '{code}' is not in quality/reason_codes.yaml")
-    return F.when(condition, F.lit(code))
+    return F.when(condition, F.lit(reasons.require(code)))
 
 
 def standardize(

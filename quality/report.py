@@ -21,6 +21,7 @@ from citylake.config import Environment, Frequency, SourceContract
 from citylake.errors import CityLakeError
 from citylake.exports import formula_safe, write_csv
 from citylake.lake import scan_of
+from citylake.reasons import reason_texts
 from quality.freshness import freshness, last_deliveries
 
 EXAMPLES_PER_REASON = 3
@@ -79,12 +80,6 @@ class DeliveryReport:
 def _masked(value, kind: str | None) -> str:
     """A delivered value as a report shows it (citylake.masking: by its column's kind)."""
     return "(空 empty)" if value is None else str(masking.shown(str(value), kind))
-
-
-def _reason_texts() -> dict[str, dict[str, str]]:
-    from pipelines.silver import reason_texts
-
-    return reason_texts()
 
 
 def collect(
@@ -159,7 +154,7 @@ def _file_report(con, env, contract, source_file, batch_id, received, bronze) ->
             "GROUP BY code ORDER BY n DESC, code",
             [batch_id],
         ).fetchall()
-        texts = _reason_texts()
+        texts = reason_texts()
         columns = {c.name: c for c in contract.columns}
         for code, count in counted:
             column, _, rule = code.partition(".")
@@ -343,7 +338,7 @@ def write_quarantine_lists(
 
     from citylake.lake import load_extensions
 
-    texts = _reason_texts()
+    texts = reason_texts()
     batches: dict[str, list[str]] = {}
     for file in report.files:
         if file.quarantined:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
+from citylake import reasons
 from citylake.config import load_city, load_contracts
 from citylake.divisions import division_eras
 from pipelines import silver
@@ -205,7 +206,7 @@ def test_contract_rules_split_rows_and_keep_originals(spark):
         "registered_date.malformed_date",
     ]
     assert quarantined[3]["registered_date"] == "2020-13-01"  # the original text, as delivered
-    texts = silver.reason_texts()
+    texts = reasons.reason_texts()
     assert all(
         code.split(".")[1] in texts for r in quarantined.values() for code in r["reason_codes"]
     )
