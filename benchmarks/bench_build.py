@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -27,8 +28,10 @@ from pathlib import Path
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.pop("CITYLAKE_SPARK_CONNECT", None)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-DAY = dt.date(2026, 11, 27)
+from benchmarks._city import DAY, prepared_city  # noqa: E402
+
 NEXT_DAY = DAY + dt.timedelta(days=1)
 CHANGED_SOURCES = {
     "gongan__household_register": "住址",
@@ -107,18 +110,15 @@ def main() -> None:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from citylake import flow, silver
+    from citylake import flow
     from citylake.config import settings
     from citylake.lake import Lake
-    from citylake.sample import generate
     from citylake.spark import get_spark
+    from pipelines import silver
     from pipelines.standardize import division_eras_frame, with_ric_checks
 
     env, city, contracts = settings()
-    if not any(env.landing.glob(f"*/*/{DAY.isoformat()}")):
-        started = time.perf_counter()
-        generate(env, city, contracts, scale=args.scale, seed=20261128, delivery_date=DAY)
-        print(f"sample city at scale {args.scale}: {time.perf_counter() - started:.1f} s")
+    prepared_city(args.scale, day=DAY, standardized=False)  # this benchmark times the ingest
     spark = get_spark(env)
     spark.range(1).count()
     lake = Lake(env, spark)

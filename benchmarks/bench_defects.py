@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import os
 import sys
 import time
@@ -25,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DAY = dt.date(2026, 11, 27)
+from benchmarks._city import DAY, prepared_city  # noqa: E402
+
 REPAIRED = {"fullwidth_digits"}
 COMPLETE = {
     "result_format": "COMPLETE",
@@ -54,29 +54,13 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from citylake import flow
     from citylake.config import settings
     from citylake.lake import Lake
-    from citylake.sample import generate
     from citylake.spark import get_spark
     from quality import runner
 
     env, city, contracts = settings()
-    marker = env.root / f".sample-{args.scale}-{args.defect_rate}"
-    if not marker.exists():
-        generate(
-            env,
-            city,
-            contracts,
-            scale=args.scale,
-            seed=20261128,
-            delivery_date=DAY,
-            defect_rate=args.defect_rate,
-        )
-        for source_id in sorted(contracts):
-            flow.ingest(source_id, DAY)
-            flow.standardize(source_id, DAY)
-        marker.touch()
+    prepared_city(args.scale, day=DAY, defect_rate=args.defect_rate)
     lake = Lake(env, get_spark(env))
     truth: dict[str, list[dict]] = defaultdict(list)
     with (env.sample_dir / "ground_truth.csv").open(encoding="utf-8", newline="") as handle:

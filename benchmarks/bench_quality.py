@@ -12,7 +12,6 @@ target of 30%. The build in the same process is the baseline.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DAY = dt.date(2026, 11, 27)
+from benchmarks._city import DAY, prepared_city  # noqa: E402
 
 
 def main() -> None:
@@ -36,24 +35,13 @@ def main() -> None:
     from citylake import catalogue, flow
     from citylake.config import settings
     from citylake.lake import Lake
-    from citylake.sample import generate
     from citylake.spark import get_spark
     from quality import runner
 
     env, city, contracts = settings()
     import quality.expectations  # noqa: F401  (GX's import is paid once, before any timing)
 
-    marker = env.root / f".sample-{args.scale}"
-    if not marker.exists():
-        started = time.perf_counter()
-        generate(env, city, contracts, scale=args.scale, seed=20261128, delivery_date=DAY)
-        for source_id in sorted(contracts):
-            flow.ingest(source_id, DAY)
-            flow.standardize(source_id, DAY)
-        marker.touch()
-        print(
-            f"sample {args.scale} ingested and standardized in {time.perf_counter() - started:.0f} s"
-        )
+    prepared_city(args.scale, day=DAY)
     lake = Lake(env, get_spark(env))
 
     rows = []

@@ -38,10 +38,11 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from citylake import flow, ops
+    from citylake import flow
     from citylake.config import settings
     from citylake.sample import generate
     from citylake.sample.hostile import plant
+    from pipelines import ops
 
     console = Console(width=max(Console().width, 140))
     env, city, contracts = settings()

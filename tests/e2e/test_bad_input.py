@@ -364,7 +364,8 @@ def test_the_same_content_twice_in_a_day_is_one_entry_and_a_next_day_resend_no_c
 
 
 def test_links_hidden_files_and_folders_are_refused_recorded_and_never_opened(city, tmp_path):
-    from citylake import flow, ops
+    from citylake import flow
+    from pipelines import ops
 
     env, contract, lake = city
     outside = tmp_path / "outside.csv"  # a valid extract outside the landing zone
