@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from citylake.catalogue import GOLD_TABLES  # noqa: E402
 from citylake.lake import is_delta  # noqa: E402
 from pipelines import publish  # noqa: E402
+from pipelines.serving import build_serving  # noqa: E402
 
 BUNDLE = REPO_ROOT / "dashboards" / "bundle"
 RESIDENTS_AT_SCALE_1 = 2_000_000
@@ -170,7 +171,7 @@ def main() -> None:
         queries = chart_queries()
         serving = duckdb.connect(str(env.serving_file), read_only=True)
         over_delta = duckdb.connect()
-        publish.build_serving(
+        build_serving(
             over_delta, publish.delta_scan(env), city, contracts,
             serving.execute("SELECT as_of FROM serving_info").fetchone()[0],
             publish.serving_pepper(env), materialize=False,

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,16 @@ def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
         package = files(f"duckdb_extension_{name}")
         path = package.joinpath("extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension")
         con.execute(f"LOAD '{path}'")
+
+
+# A relation for (layer, name): SQL text such as "delta_scan('...')", or None if there is no table
+# (Lake.scan, or read_parquet over a test's files: what the serving SQL is written against).
+Scan = Callable[[str, str], "str | None"]
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """The column names of a relation, in order."""
+    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
 
 
 def sql_text(value: object) -> str:

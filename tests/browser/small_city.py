@@ -2,7 +2,7 @@
 its catalog columns, ops.ingest_manifest, ops.quality_results and two quarantine tables.
 
 Rows are made here in Python (deterministic, a few hundred per table) and written as Parquet; the
-serving file is then built from them by pipelines.publish.build_serving, the same SQL the pipeline
+serving file is then built from them by pipelines.serving.build_serving, the same SQL the pipeline
 runs over Delta, so the browser tests' file cannot drift from a real publication. The Python rows
 are also the tests' independent oracle: `expected()` counts from them, not from DuckDB.
 
@@ -23,7 +23,7 @@ from shapely.geometry import shape
 
 from citylake.catalogue import GOLD_TABLES, gold_table
 from citylake.config import City, SourceContract
-from pipelines import publish
+from pipelines import serving
 
 AS_OF = dt.date(2026, 11, 27)
 RESIDENTS_PER_DIVISION = {"451102": 60, "451103": 40, "451121": 30, "451122": 25, "451123": 20}
@@ -64,7 +64,7 @@ class SmallCity:
     def gold(self, name: str) -> list[dict]:
         return self.rows[f"gold/{name}"]
 
-    def write_parquet(self, root: Path) -> publish.Scan:
+    def write_parquet(self, root: Path) -> serving.Scan:
         """Write every table as <root>/<layer>/<name>.parquet; returns the scan over them."""
         import pyarrow as pa
 
@@ -106,7 +106,7 @@ class SmallCity:
         for path in (partial, clear_partial):
             path.unlink(missing_ok=True)
         with duckdb.connect(str(partial)) as con, duckdb.connect(str(clear_partial)) as clear:
-            counts = publish.build_serving(
+            counts = serving.build_serving(
                 con, scan, self.city, self.contracts, AS_OF, pepper="test-pepper", clear=clear
             )
             con.execute("CHECKPOINT")

@@ -18,7 +18,7 @@ import pytest
 
 from citylake.catalogue import GOLD_TABLES
 from citylake.config import load_city, load_contracts
-from pipelines import publish
+from pipelines import publish, serving
 
 from .small_city import AS_OF, SmallCity, expected, make_small_city
 
@@ -224,9 +224,9 @@ def test_a_gold_table_missing_a_catalog_column_is_named(small: SmallCity, tmp_pa
     (tmp_path / "p.parquet").replace(person)
     with (
         duckdb.connect() as con,
-        pytest.raises(publish.GoldSchemaMismatch, match=r"population__person lacks \['phone'\]"),
+        pytest.raises(serving.GoldSchemaMismatch, match=r"population__person lacks \['phone'\]"),
     ):
-        publish.build_serving(con, scan, small.city, small.contracts, AS_OF, "pepper")
+        serving.build_serving(con, scan, small.city, small.contracts, AS_OF, "pepper")
 
 
 @pytest.mark.spark
