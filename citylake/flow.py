@@ -34,7 +34,7 @@ from citylake.lake import Lake
 from pipelines import ingest as ingest_step
 from pipelines import ledger, ops, silver
 from pipelines import publish as publish_step
-from pipelines.ingest import DeliveryError
+from pipelines.delivery import DeliveryError
 from pipelines.standardize import division_eras_frame
 from quality import docs as quality_docs
 from quality import report as delivery_report

@@ -17,7 +17,7 @@ from citylake import reasons
 from citylake.config import City, SourceContract
 from pipelines import standardize as S
 from pipelines.credit_code import with_uscc_checks
-from pipelines.ingest import EXTRA_COLUMNS, INGEST_REASONS, NOT_JSON_OBJECT
+from pipelines.delivery import EXTRA_COLUMNS, INGEST_REASONS, NOT_JSON_OBJECT
 
 LINEAGE = ["_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number"]
 # Contract type → (parser of the delivered text, rule of the reason code when it cannot parse).

@@ -287,7 +287,7 @@ def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
     from citylake import flow
-    from pipelines.ingest import DeliveryError
+    from pipelines.delivery import DeliveryError
 
     def broken(*_):
         raise DeliveryError("landing/x.csv: line 3, column 身份证号: not 18 characters")

@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 
 from citylake.config import load_contracts, load_environment
-from pipelines.ingest import DeliveryError, find_deliveries, inspect_delivery
+from pipelines.delivery import DeliveryError
+from pipelines.ingest import find_deliveries
+from pipelines.readers.text import inspect_delivery
 
 CONTRACT = load_contracts()["gongan__household_register"]
 HEADER = ",".join(CONTRACT.headers)

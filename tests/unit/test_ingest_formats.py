@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from pipelines.ingest import DeliveryError, _RecordCounter, cell_text
+from pipelines.delivery import DeliveryError
+from pipelines.readers.text import _RecordCounter
+from pipelines.readers.xlsx import cell_text
 
 DAY = dt.date(2026, 11, 27)
 ORGS = "minzheng__social_organisations"
