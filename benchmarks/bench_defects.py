@@ -57,7 +57,7 @@ def main() -> None:
     from citylake.config import settings
     from citylake.lake import Lake
     from citylake.spark import get_spark
-    from quality import runner
+    from quality import suites, validation
 
     env, city, contracts = settings()
     prepared_city(args.scale, day=DAY, defect_rate=args.defect_rate)
@@ -77,15 +77,15 @@ def main() -> None:
         }
         seconds["quarantine"] += time.perf_counter() - started
         started = time.perf_counter()
-        suite = runner.suite_for("bronze", source_id, city, contracts, DAY)
+        suite = suites.suite_for("bronze", source_id, city, contracts, DAY)
         bronze = lake.read("bronze", source_id).where(F.col("_delivery_date") == DAY).persist()
-        outcome = runner.run_suite(bronze, suite, COMPLETE)
+        outcome = validation.run_suite(bronze, suite, COMPLETE)
         bronze.unpersist()
         seconds["expectations"] += time.perf_counter() - started
         by_column: dict[str, set[int]] = defaultdict(set)
         for result in outcome.results:
             kwargs = result.expectation_config.kwargs
-            for column in runner._columns_of(kwargs):
+            for column in validation._columns_of(kwargs):
                 if column in contract.column_names:
                     by_column[column] |= flagged_rows(result)
         # Ground truth counts data rows; a workbook's _row_number is the sheet row (header = 1).

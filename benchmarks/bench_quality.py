@@ -36,7 +36,7 @@ def main() -> None:
     from citylake.config import settings
     from citylake.lake import Lake
     from citylake.spark import get_spark
-    from quality import runner
+    from quality import runner, suites, validation
 
     env, city, contracts = settings()
     import quality.expectations  # noqa: F401  (GX's import is paid once, before any timing)
@@ -54,11 +54,11 @@ def main() -> None:
             started = time.perf_counter()
             try:
                 runner.check_table(lake, "gold", table.name, DAY)
-            except runner.QualityGateFailed as failed:
+            except validation.QualityGateFailed as failed:
                 print(f"  (gate failed, timed all the same) {failed}".splitlines()[0])
             checks.append(time.perf_counter() - started)
         build, check = statistics.median(builds), statistics.median(checks)
-        expectations = len(runner.suite_for("gold", table.name, city, contracts).expectations)
+        expectations = len(suites.suite_for("gold", table.name, city, contracts).expectations)
         rows.append((table.name, built["rows"], expectations, build, check))
         print(
             f"{table.name:28} {built['rows']:>9} rows  build {build:7.2f} s  "

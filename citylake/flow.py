@@ -39,7 +39,7 @@ from pipelines.standardize import division_eras_frame
 from quality import docs as quality_docs
 from quality import report as delivery_report
 from quality import runner
-from quality.runner import QualityGateFailed
+from quality.validation import QualityGateFailed
 
 __all__ = [
     "CITY",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import quality.expectations  # noqa: F401  (custom expectation types, for the suite pages)
 from citylake.config import Environment
-from quality.runner import validations_dir
+from quality.validation import validations_dir
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

@@ -199,7 +199,7 @@ def test_rerun_of_the_same_date_changes_nothing(city_copy, spark):
 
 def test_failed_hard_gate_leaves_the_serving_file_untouched(city_copy, spark):
     from citylake import flow
-    from quality.runner import QualityGateFailed
+    from quality.validation import QualityGateFailed
 
     lake = _lake(spark, city_copy)
     passed = lake.version("gold", "population__person")

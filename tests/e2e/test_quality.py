@@ -31,7 +31,8 @@ def test_every_suite_ran_in_the_city_run_and_bronze_agrees_with_quarantine(built
     """The run itself gates every layer (bronze at ingest, silver at standardize, gold before
     publication): each table's suite left its results, and the run's Data Docs show them."""
     from citylake.config import load_contracts
-    from quality import docs, runner
+    from quality import docs
+    from quality import tables as suite_tables
 
     env, _, _ = built_city
     contracts = load_contracts()
@@ -41,7 +42,7 @@ def test_every_suite_ran_in_the_city_run_and_bronze_agrees_with_quarantine(built
         f"{r.layer}.{r.table_name}"
         for r in results.select("layer", "table_name").distinct().collect()
     }
-    expected = {f"{layer}.{table}" for layer, table in runner.tables(contracts)}
+    expected = {f"{layer}.{table}" for layer, table in suite_tables.tables(contracts)}
     assert recorded == expected, f"suites that never ran: {sorted(expected - recorded)}"
     failed_hard = results.where((F.col("severity") == "hard") & ~F.col("success")).count()
     assert failed_hard == 0
@@ -126,7 +127,7 @@ def _sha(path) -> str:
 def test_soft_failure_publishes_and_hard_failure_keeps_the_last_good_file(city_copy, spark):
     from citylake.config import settings
     from pipelines.publish import publish
-    from quality import runner
+    from quality import runner, validation
 
     _, city, contracts = settings()
     lake = _lake(spark, city_copy)
@@ -161,7 +162,7 @@ def test_soft_failure_publishes_and_hard_failure_keeps_the_last_good_file(city_c
 
     # A hard failure: the gate names table, expectation and count; the file stays as it was.
     lake.append(lake.read("gold", table).where(F.col("id_number") == someone), "gold", table)
-    with pytest.raises(runner.QualityGateFailed) as raised:
+    with pytest.raises(validation.QualityGateFailed) as raised:
         runner.check_table(lake, "gold", table, CITY_DAY)
     assert (
         "gold.population__person: expect_column_values_to_be_unique(id_number) failed: "

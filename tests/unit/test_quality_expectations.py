@@ -10,7 +10,7 @@ from stdnum.cn import ric, uscc
 
 from citylake import catalogue
 from citylake.config import load_city, load_contracts
-from quality import runner
+from quality import suites, validation
 from quality.expectations import reference_view
 
 pytestmark = pytest.mark.spark
@@ -36,9 +36,9 @@ def _no_reference_views_left(spark):
 
 
 def spec_suite(table: str, expectations: list[dict], columns: tuple[str, ...], personal=()):
-    spec = runner.SuiteSpec(table=table, layer="silver", expectations=expectations)
-    built = runner.build_expectations(spec, "test", columns, CITY, dt.date(2026, 11, 27))
-    return runner.Suite(spec, None, built, columns, frozenset(personal))
+    spec = suites.SuiteSpec(table=table, layer="silver", expectations=expectations)
+    built = suites.build_expectations(spec, "test", columns, CITY, dt.date(2026, 11, 27))
+    return suites.Suite(spec, None, built, columns, frozenset(personal))
 
 
 def by_type(rows: list[dict]) -> dict[str, dict]:
@@ -79,7 +79,7 @@ def test_number_rules_count_exactly_what_stdnum_rejects(spark):
         ("id", "code"),
         personal={"id"},
     )
-    rows = by_type(runner.validate(frame, suite, "run-1", 3))
+    rows = by_type(validation.validate(frame, suite, "run-1", 3))
     id_row = rows["expect_column_values_to_be_valid_id_number"]
     # nine values judged (the empty one is not: completeness is another expectation's job)
     assert (id_row["element_count"], id_row["unexpected_count"], id_row["success"]) == (
@@ -125,7 +125,7 @@ def test_division_future_date_and_parseable_date(spark):
         ],
         ("division", "seen", "sent"),
     )
-    found = by_type(runner.validate(frame, suite, "run-2", 0))
+    found = by_type(validation.validate(frame, suite, "run-2", 0))
     assert found["expect_column_values_to_be_city_division_code"]["unexpected_count"] == 2
     assert found["expect_column_values_to_not_be_in_the_future"]["unexpected_count"] == 2
     assert found["expect_column_values_to_be_parseable_date"]["unexpected_count"] == 2
@@ -153,7 +153,7 @@ def test_referential_check_counts_values_missing_from_the_other_table(spark):
         ],
         ("spouse",),
     )
-    (row,) = runner.validate(frame, suite, "run-3", 1)
+    (row,) = validation.validate(frame, suite, "run-3", 1)
     assert (row["element_count"], row["unexpected_count"]) == (5, 2)
     assert row["unexpected_percent"] == pytest.approx(40.0)
     assert row["success"]  # 60% found ≥ mostly 0.5
@@ -216,11 +216,11 @@ def _person_schema() -> str:
 
 
 def test_gold_suite_on_known_violations_gives_exact_counts(spark):
-    suite = runner.suite_for("gold", "population__person", CITY, CONTRACTS, dt.date(2026, 11, 27))
+    suite = suites.suite_for("gold", "population__person", CITY, CONTRACTS, dt.date(2026, 11, 27))
     spark.createDataFrame([], "id_number string").createOrReplaceTempView(
         reference_view("gold.population__person")
     )
-    rows = runner.validate(person_frame(spark, person_rows()), suite, "run-4", 7)
+    rows = validation.validate(person_frame(spark, person_rows()), suite, "run-4", 7)
     failed = {
         (r["expectation"], r["column_name"]): r["unexpected_count"]
         for r in rows
@@ -236,8 +236,8 @@ def test_gold_suite_on_known_violations_gives_exact_counts(spark):
         ("expect_column_values_to_not_be_null", "household_id"): 1,
     }
     assert all(r["severity"] == "hard" for r in rows if not r["success"])
-    with pytest.raises(runner.QualityGateFailed) as raised:
-        runner.gate(rows)
+    with pytest.raises(validation.QualityGateFailed) as raised:
+        validation.gate(rows)
     message = str(raised.value)
     assert (
         "gold.population__person: expect_column_values_to_be_unique(id_number) failed: 2 unexpected of 7"
@@ -250,17 +250,17 @@ def test_clean_gold_rows_pass_and_soft_failures_only_warn(spark):
     people = person_rows()[:1]
     # a spouse first registered in 昭平县 under its code of today (451121, from 2002)
     people[0] = {**people[0], "age": 130, "spouse_id_number": ric18("45112120050101002")}
-    suite = runner.suite_for("gold", "population__person", CITY, CONTRACTS, dt.date(2026, 11, 27))
+    suite = suites.suite_for("gold", "population__person", CITY, CONTRACTS, dt.date(2026, 11, 27))
     spark.createDataFrame([], "id_number string").createOrReplaceTempView(
         reference_view("gold.population__person")
     )
-    rows = runner.validate(person_frame(spark, people), suite, "run-5", 1)
+    rows = validation.validate(person_frame(spark, people), suite, "run-5", 1)
     failed = {(r["expectation"], r["column_name"], r["severity"]) for r in rows if not r["success"]}
     assert failed == {
         ("expect_column_values_to_be_between", "age", "soft"),
         ("expect_column_values_to_be_found_in_table", "spouse_id_number", "soft"),
     }
-    runner.gate(rows)  # soft failures never raise
+    validation.gate(rows)  # soft failures never raise
 
 
 def _history_rows():
@@ -301,10 +301,10 @@ def test_history_invariants_catch_each_broken_key(spark, engine):
         ],
         ("id", "valid_from", "valid_to", "is_current"),
     )
-    (row,) = runner.validate(frame, suite, "run-h", 1)
+    (row,) = validation.validate(frame, suite, "run-h", 1)
     assert (row["element_count"], row["unexpected_count"], row["success"]) == (6, 5, False)
     assert sorted(row["unexpected_examples"].split(", ")) == [
         "backwards", "gap", "no_current", "overlap", "two_current"
     ]  # fmt: skip
-    with pytest.raises(runner.QualityGateFailed, match=r"expect_history_to_be_consistent"):
-        runner.gate([row])
+    with pytest.raises(validation.QualityGateFailed, match=r"expect_history_to_be_consistent"):
+        validation.gate([row])

@@ -7,7 +7,8 @@ import pytest
 
 from citylake import catalogue
 from citylake.config import ConfigError, load_city, load_contracts
-from quality import runner
+from quality import suites as suite_files
+from quality import validation
 
 CITY = load_city()
 CONTRACTS = load_contracts()
@@ -15,7 +16,7 @@ CONTRACTS = load_contracts()
 
 @pytest.fixture(scope="module")
 def suites():
-    return {s.name: s for s in runner.load_all(CITY, CONTRACTS)}
+    return {s.name: s for s in suite_files.load_all(CITY, CONTRACTS)}
 
 
 def _types(suite) -> list[tuple[str, str | None, str]]:
@@ -32,7 +33,7 @@ def test_every_bronze_silver_and_gold_table_has_a_suite(suites):
     assert set(suites) == expected
     assert len(suites) == 2 * len(CONTRACTS) + len(catalogue.GOLD_TABLES) - _shared_silver()
     for table in catalogue.GOLD_TABLES:  # gold business rules live in a file per table
-        assert suites[f"gold.{table.name}"].path == runner.suite_path(table.name, "gold")
+        assert suites[f"gold.{table.name}"].path == suite_files.suite_path(table.name, "gold")
 
 
 def _shared_silver() -> int:
@@ -103,7 +104,7 @@ def test_unknown_expectation_names_the_file_and_the_entry(tmp_path):
         "  - {type: expect_column_values_to_be_awesome, severity: hard, kwargs: {column: name}}\n",
     )
     with pytest.raises(ConfigError) as raised:
-        runner.load_suite(path, CITY, CONTRACTS)
+        suite_files.load_suite(path, CITY, CONTRACTS)
     message = str(raised.value)
     assert str(path) in message
     assert "unknown expectation 'expect_column_values_to_be_awesome'" in message
@@ -126,7 +127,7 @@ def test_wrong_argument_or_column_names_the_file(tmp_path, kwargs, complaint):
         f"  - {{type: expect_column_values_to_be_between, severity: soft, kwargs: {kwargs}}}\n",
     )
     with pytest.raises(ConfigError, match="wrong arguments|unknown column") as raised:
-        runner.load_suite(path, CITY, CONTRACTS)
+        suite_files.load_suite(path, CITY, CONTRACTS)
     assert str(path) in str(raised.value)
     assert complaint in str(raised.value)
     assert "expect_column_values_to_be_between" in str(raised.value)
@@ -153,23 +154,26 @@ def test_wrong_argument_or_column_names_the_file(tmp_path, kwargs, complaint):
 def test_malformed_suite_files_name_the_file(tmp_path, body, complaint):
     path = write_suite(tmp_path, body)
     with pytest.raises(ConfigError) as raised:
-        runner.load_suite(path, CITY, CONTRACTS)
+        suite_files.load_suite(path, CITY, CONTRACTS)
     assert str(path) in str(raised.value)
     assert complaint in str(raised.value)
 
 
 def test_a_gold_table_without_its_file_and_a_file_without_a_table(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="every gold table needs its suite file"):
-        runner.load_suite(tmp_path / "gold" / "population__person.yaml", CITY, CONTRACTS)
+        suite_files.load_suite(tmp_path / "gold" / "population__person.yaml", CITY, CONTRACTS)
     stray = write_suite(
         tmp_path, "table: nowhere\nlayer: silver\nexpectations: []\n", "silver", "nowhere"
     )
     with pytest.raises(ConfigError) as raised:
-        runner.load_suite(stray, CITY, CONTRACTS)
+        suite_files.load_suite(stray, CITY, CONTRACTS)
     assert str(stray) in str(raised.value)
 
 
 def test_gx_examples_are_masked_by_their_columns_kind_or_their_shape():
-    assert runner._masked(["ok", "45242619900101123X"], None) == ["ok", "4524**********123X"]
-    assert runner._masked(["八步区贺街镇城中路6号"], "address") == ["八步区贺街镇"]
-    assert runner._masked({"value": "韦小明", "count": 2}, "name") == {"value": "韦**", "count": 2}
+    assert validation._masked(["ok", "45242619900101123X"], None) == ["ok", "4524**********123X"]
+    assert validation._masked(["八步区贺街镇城中路6号"], "address") == ["八步区贺街镇"]
+    assert validation._masked({"value": "韦小明", "count": 2}, "name") == {
+        "value": "韦**",
+        "count": 2,
+    }
