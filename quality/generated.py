@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from citylake import catalogue
 from citylake.config import SourceContract
-from quality.tables import BRONZE_LINEAGE, contract_of, table_columns
+from quality.tables import BRONZE_LINEAGE, TableSpec
 
 
 def _e(type_: str, severity: str, notes: str | None = None, **kwargs) -> dict:
@@ -76,10 +76,10 @@ def _content_rules(contract: SourceContract, severity: str, layer: str) -> list[
     return rules
 
 
-def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]) -> list[dict]:
-    columns = table_columns(layer, table, contracts)
+def generated_rules(spec: TableSpec) -> list[dict]:
+    """What the table's contract or metadata file says, as expectations (dicts of a suite file)."""
+    layer, columns = spec.layer, spec.columns
     if layer == "gold":
-        spec = catalogue.gold_table(table)
         return [
             _e("expect_table_columns_to_match_ordered_list", "hard", column_list=list(columns)),
             _e("expect_table_row_count_to_be_between", "hard", min_value=1),
@@ -89,7 +89,7 @@ def generated_rules(layer: str, table: str, contracts: dict[str, SourceContract]
             ],
             *_key_rules(list(spec.key), "hard"),
         ]
-    contract = contract_of(layer, table, contracts)
+    contract = spec.contract
     if layer == "bronze":
         return [
             _e(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from citylake.config import City, ConfigError, SourceContract
 from quality.generated import generated_rules
-from quality.tables import _contracts, personal_columns, table_columns, tables
+from quality.tables import _contracts, table_spec, tables
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -174,19 +174,18 @@ def load_suite(
     else:
         own = SuiteSpec(table=path.stem, layer=layer)
     try:
-        columns = table_columns(layer, own.table, contracts)
-        generated = generated_rules(layer, own.table, contracts)
-        personal = personal_columns(layer, own.table, contracts)
+        table = table_spec(layer, own.table, contracts)  # resolved once
     except (KeyError, ConfigError) as exc:
         raise ConfigError(f"{path}: {exc.args[0]}") from None
+    generated = generated_rules(table)
     spec = SuiteSpec(
         table=own.table,
         layer=layer,
         description=own.description,
         expectations=[ExpectationSpec(**g) for g in generated] + own.expectations,
     )
-    expectations = build_expectations(spec, str(path), columns, city, as_of)
-    return Suite(spec, path if path.exists() else None, expectations, columns, personal)
+    expectations = build_expectations(spec, str(path), table.columns, city, as_of)
+    return Suite(spec, path if path.exists() else None, expectations, table.columns, table.personal)
 
 
 def suite_for(

@@ -3,12 +3,13 @@ them and its personal columns (masked in results), resolved once per table."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from citylake import catalogue
 from citylake.config import ConfigError, SourceContract
 
 BRONZE_LINEAGE = ("_source_file", "_batch_id", "_ingested_at", "_delivery_date", "_row_number")
-
-
 SILVER_HISTORY = ("valid_from", "valid_to", "is_current")
 
 
@@ -66,3 +67,40 @@ def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract
     personal = {c.name: c.pii for c in contract.columns if c.pii}
     personal |= {f"{c.name}_birth_date": "text" for c in contract.columns if c.type == "id_number"}
     return personal | {"_malformed_line": "text"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table as its suite sees it, resolved once from (layer, name)."""
+
+    layer: str
+    name: str
+    columns: tuple[str, ...]  # as the suite knows them
+    personal: Mapping[str, str]  # column → personal-data kind (masked in results)
+    contract: SourceContract | None  # bronze and silver
+    gold: catalogue.GoldTable | None  # gold
+
+    @property
+    def key(self) -> list[str]:
+        return list(self.gold.key) if self.gold else list(self.contract.business_key)
+
+
+def table_spec(layer: str, name: str, contracts: dict[str, SourceContract]) -> TableSpec:
+    """The table's contract or metadata, columns and personal columns; a ConfigError naming the
+    table when nothing defines it."""
+    if layer == "gold":
+        try:
+            gold = catalogue.gold_table(name)
+        except KeyError as exc:
+            raise ConfigError(f"gold.{name}: {exc.args[0]}") from None
+        contract = None
+    else:
+        gold, contract = None, contract_of(layer, name, contracts)
+    return TableSpec(
+        layer=layer,
+        name=name,
+        columns=table_columns(layer, name, contracts),
+        personal=personal_columns(layer, name, contracts),
+        contract=contract,
+        gold=gold,
+    )
