@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from citylake import masking
 from citylake.classification import (
     GRADE_ORDER,
     OPEN_ORDER,
@@ -43,7 +44,10 @@ LIBRARY_TITLES = {
     "service": "政务服务 Services",
 }
 # Gold column types, as DuckDB names them (the serving file's types).
-GoldType = Literal["VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP"]
+GoldType = Literal[
+    "VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL(18,4)", "BOOLEAN", "DATE", "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+]  # fmt: skip
 LINEAGE_TYPES = {
     "_source_file": "VARCHAR",
     "_batch_id": "VARCHAR",
@@ -210,23 +214,30 @@ class GoldTable:
         return max((c.classes.grade.level for c in self.columns), key=GRADE_ORDER.index)
 
 
-def serving_descriptions(table: GoldTable) -> dict[str, str]:
-    """Column → description as the serving file names its columns (<column>_masked and
-    <column>_key for personal ones): what the Superset datasets show analysts."""
-    found = dict(LINEAGE_DESCRIPTIONS)
+def serving_columns(table: GoldTable) -> dict[str, tuple[str, str]]:
+    """Column → (type, description) as the serving file names its columns: a personal column only
+    as <column>_masked (and an ID number's keyed hash as <column>_key), lineage as it is. What the
+    Superset datasets show analysts, and what the serving SQL must produce."""
+    found = {c: (LINEAGE_TYPES[c], d) for c, d in LINEAGE_DESCRIPTIONS.items()}
     for column in table.columns:
         classes = column.classes
         tag = f"［{classes.sharing.level} · {classes.open.level} · {classes.grade.level}］"
         if column.personal is None:
-            found[column.name] = f"{column.description} {tag}"
+            found[column.name] = (column.type, f"{column.description} {tag}")
             continue
-        found[f"{column.name}_masked"] = f"{column.description}（脱敏 masked） {tag}"
-        if column.personal.kind == "id_number":
+        found[f"{column.name}_masked"] = ("VARCHAR", f"{column.description}（脱敏 masked） {tag}")
+        if column.personal.kind in masking.KEYED:
             found[f"{column.name}_key"] = (
+                "VARCHAR",
                 f"{column.zh}的加密散列，可关联与计数、不可还原 "
-                f"Keyed hash of the {column.en[0].lower()}{column.en[1:]}: joins and counts, never the value"
+                f"Keyed hash of the {column.en[0].lower()}{column.en[1:]}: joins and counts, "
+                "never the value",
             )
     return found
+
+
+def serving_descriptions(table: GoldTable) -> dict[str, str]:
+    return {name: description for name, (_, description) in serving_columns(table).items()}
 
 
 def load_gold_table(path: Path, contracts: dict[str, SourceContract]) -> GoldTable:

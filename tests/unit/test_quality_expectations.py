@@ -35,10 +35,11 @@ def _no_reference_views_left(spark):
     spark.catalog.dropTempView(reference_view("gold.population__person"))
 
 
-def spec_suite(table: str, expectations: list[dict], columns: tuple[str, ...], personal=()):
+def spec_suite(table: str, expectations: list[dict], columns: tuple[str, ...], personal=None):
+    """A silver suite; `personal` maps a column to its personal-data kind (citylake.masking)."""
     spec = suites.SuiteSpec(table=table, layer="silver", expectations=expectations)
     built = suites.build_expectations(spec, "test", columns, CITY, dt.date(2026, 11, 27))
-    return suites.Suite(spec, None, built, columns, frozenset(personal))
+    return suites.Suite(spec, None, built, columns, dict(personal or {}))
 
 
 def by_type(rows: list[dict]) -> dict[str, dict]:
@@ -77,7 +78,7 @@ def test_number_rules_count_exactly_what_stdnum_rejects(spark):
             },
         ],
         ("id", "code"),
-        personal={"id"},
+        personal={"id": "id_number"},
     )
     rows = by_type(validation.validate(frame, suite, "run-1", 3))
     id_row = rows["expect_column_values_to_be_valid_id_number"]
