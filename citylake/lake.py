@@ -155,7 +155,8 @@ def duckdb_connection(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
 RUN_TIME_COLUMNS = frozenset({"_ingested_at"})
 SERVING_RUN_TIME_COLUMNS = frozenset(
     {"published_at", "state_json", "ingested_at", "last_ingested_at", "started_at", "ended_at",
-     "logged_at", "checked_at", "checked_date", "seconds", "duration_s", "run_id", "arrived_at"}
+     "logged_at", "checked_at", "checked_date", "seconds", "duration_s", "duration_seconds",
+     "run_id", "arrived_at"}
 )  # fmt: skip
 
 
@@ -515,7 +516,9 @@ def serving_fingerprints(path: Path) -> dict[str, tuple[int, str]]:
             f"serving.{n}": fingerprint(
                 con,
                 f'"{n}"',
-                SERVING_RUN_TIME_COLUMNS if n == "serving_info" or n.startswith("health_") else (),
+                RUN_TIME_COLUMNS | SERVING_RUN_TIME_COLUMNS
+                if n == "serving_info" or n.startswith("health_")
+                else RUN_TIME_COLUMNS,
             )
             for n in sorted(names)
         }
