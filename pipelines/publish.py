@@ -38,9 +38,9 @@ from citylake.lake import (
     Scan,
     delta_relation,
     delta_tables,
-    is_delta,
     latest_version,
     load_extensions,
+    scan_of,
 )
 from pipelines.serving import build_serving
 
@@ -57,10 +57,7 @@ def delta_scan(env: Environment, versions: dict[str, int | None] | None = None) 
     versions = versions or {}
 
     def scan(layer: str, name: str) -> str | None:
-        path = env.table_path(layer, name)
-        if not is_delta(path):
-            return None
-        return delta_relation(path, versions.get(name) if layer == "gold" else None)
+        return scan_of(env, layer, name, versions.get(name) if layer == "gold" else None)
 
     return scan
 

@@ -52,7 +52,10 @@ def _derived(contract: SourceContract) -> list[str]:
 def table_columns(layer: str, table: str, contracts: dict[str, SourceContract]) -> tuple[str, ...]:
     if layer == "gold":
         return tuple(catalogue.gold_table(table).column_names)
-    contract = contract_of(layer, table, contracts)
+    return _contract_columns(layer, contract_of(layer, table, contracts))
+
+
+def _contract_columns(layer: str, contract: SourceContract) -> tuple[str, ...]:
     if layer == "bronze":
         return (*contract.column_names, "_malformed_line", *BRONZE_LINEAGE)
     return (*contract.column_names, *_derived(contract), *BRONZE_LINEAGE, *SILVER_HISTORY)
@@ -62,8 +65,15 @@ def personal_columns(layer: str, table: str, contracts: dict[str, SourceContract
     """Column → personal-data kind (citylake.masking): the metadata file's for gold, the
     contract's for bronze and silver, plus what is derived from personal values ("text")."""
     if layer == "gold":
-        return {c: p.kind for c, p in catalogue.gold_table(table).personal.items()}
-    contract = contract_of(layer, table, contracts)
+        return _gold_personal(catalogue.gold_table(table))
+    return _contract_personal(contract_of(layer, table, contracts))
+
+
+def _gold_personal(gold: catalogue.GoldTable) -> dict:
+    return {c: p.kind for c, p in gold.personal.items()}
+
+
+def _contract_personal(contract: SourceContract) -> dict:
     personal = {c.name: c.pii for c in contract.columns if c.pii}
     personal |= {f"{c.name}_birth_date": "text" for c in contract.columns if c.type == "id_number"}
     return personal | {"_malformed_line": "text"}
@@ -93,14 +103,13 @@ def table_spec(layer: str, name: str, contracts: dict[str, SourceContract]) -> T
             gold = catalogue.gold_table(name)
         except KeyError as exc:
             raise ConfigError(f"gold.{name}: {exc.args[0]}") from None
-        contract = None
-    else:
-        gold, contract = None, contract_of(layer, name, contracts)
+        return TableSpec(layer, name, tuple(gold.column_names), _gold_personal(gold), None, gold)
+    contract = contract_of(layer, name, contracts)
     return TableSpec(
-        layer=layer,
-        name=name,
-        columns=table_columns(layer, name, contracts),
-        personal=personal_columns(layer, name, contracts),
-        contract=contract,
-        gold=gold,
+        layer,
+        name,
+        _contract_columns(layer, contract),
+        _contract_personal(contract),
+        contract,
+        None,
     )
