@@ -18,6 +18,7 @@ import duckdb
 import httpx
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from dashboards.provision import BUNDLE_DIR, RESTRICTED_DATABASE_UUID
 
@@ -120,28 +121,34 @@ class DashboardPage:
         expected_charts = len(dashboard_charts(slug))
         self._wait_until_rendered(expected_charts)
         seconds = time.perf_counter() - started
-        # ECharts animates for about a second (longer on a loaded machine); let it settle.
-        # Superset may also rewrite the URL (native_filters_key) and remount the grid once
-        # after the first render, so wait for the rendered grid again before looking at it.
-        self.page.wait_for_timeout(4000)
-        self._wait_until_rendered(expected_charts)
+        # ECharts animates for about a second (longer on a loaded machine), and Superset may
+        # rewrite the URL (native_filters_key) and remount the grid after the first render:
+        # look at the page only once the grid has stayed rendered for a few seconds in a row.
+        self._wait_until_rendered(expected_charts, steady_ms=4000)
         folder = self.superset.data_root / "artifacts" / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(folder / f"{self.username}__{slug}.png"), full_page=True)
         return seconds
 
-    def _wait_until_rendered(self, expected_charts: int) -> None:
+    def _wait_until_rendered(self, expected_charts: int, steady_ms: int = 0) -> None:
+        """Wait until all charts are on the grid, none loading, for steady_ms without a break."""
         self.page.wait_for_function(
-            """n => {
+            """([n, steadyMs]) => {
                 const holders = document.querySelectorAll(
                     '[data-test="dashboard-component-chart-holder"]');
                 const busy = document.querySelectorAll(
                     '.dashboard-grid .loading, [data-test="loading-indicator"]');
-                return holders.length === n && busy.length === 0;
+                if (holders.length !== n || busy.length !== 0) {
+                    window.__citylakeRenderedSince = null;
+                    return false;
+                }
+                const now = performance.now();
+                window.__citylakeRenderedSince ??= now;
+                return now - window.__citylakeRenderedSince >= steadyMs;
             }""",
-            arg=expected_charts,
+            arg=[expected_charts, steady_ms],
             timeout=180_000,
-            polling=250,
+            polling=100,
         )
 
     def holders(self):
@@ -175,7 +182,7 @@ def test_admin_sees_every_dashboard_without_errors(superset: SupersetInstance, b
     for slug, dashboard in DASHBOARDS.items():
         timings[slug] = page.open(slug)
         page.assert_no_chart_failed(slug)
-        assert page.holders().count() == len(dashboard_charts(slug))
+        expect(page.holders()).to_have_count(len(dashboard_charts(slug)), timeout=60_000)
         title = page.page.locator('[data-test="editable-title-input"]').input_value()
         assert title == dashboard["dashboard_title"]
         for chart in dashboard_charts(slug):  # every key number equals the serving file's
