@@ -30,7 +30,14 @@ from citylake.classification import (
     Personal,
 )
 from citylake.classification import StrictModel as _Model
-from citylake.config import REPO_ROOT, ConfigError, SourceContract, _read_yaml, _validate
+from citylake.config import (
+    REPO_ROOT,
+    ConfigError,
+    Frequency,
+    SourceContract,
+    _read_yaml,
+    _validate,
+)
 
 METADATA_DIR = REPO_ROOT / "base_libraries"
 LINEAGE = ("_source_file", "_batch_id", "_ingested_at")
@@ -84,6 +91,10 @@ class TableMeta(_Model):
     grain: str = Field(pattern=r"^one row per ")
     key: list[str] = Field(min_length=1)
     reads: Reads = Reads()
+    # For a table that reads no delivered source (reference data from conf/): the department
+    # that keeps it and how often it may change. Otherwise both follow from its sources.
+    owner: str | None = Field(default=None, pattern=r"^[a-z]+$")
+    update_frequency: Frequency | None = None
     classes: Classes
     columns: list[ColumnMeta] = Field(min_length=1)
 
@@ -96,6 +107,11 @@ class TableMeta(_Model):
             raise ValueError(f"columns: {sorted(clash)} are lineage columns, added to every table")
         if missing := [k for k in self.key if k not in names]:
             raise ValueError(f"key: {missing} are not among the columns")
+        reads_nothing = not self.reads.silver and not self.reads.gold
+        if reads_nothing and (self.owner is None or self.update_frequency is None):
+            raise ValueError("owner, update_frequency: a table that reads no source states both")
+        if not reads_nothing and (self.owner or self.update_frequency):
+            raise ValueError("owner, update_frequency: follow from the sources it reads")
         library = self.name.split("__", 1)[0]
         if library not in LIBRARIES:
             raise ValueError(f"name: '{library}' is not a base library ({', '.join(LIBRARIES)})")

@@ -237,6 +237,30 @@ class SourceContract(_Strict):
         return self
 
 
+# ----------------------------------------------------------------------------- consumers
+
+
+ServiceName = Literal["query", "verify", "exchange"]
+
+
+class Consumer(_Strict):
+    """A department that may use the data service (conf/consumers.yaml)."""
+
+    code: str = Field(pattern=r"^[a-z]+$")
+    name: str
+    name_en: str
+    services: list[ServiceName] = Field(min_length=1)
+    oversight: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.name_en}"
+
+
+class Consumers(_Strict):
+    consumers: list[Consumer] = Field(min_length=1)
+
+
 # ----------------------------------------------------------------------------- environment
 
 
@@ -270,6 +294,27 @@ class Services(_Strict):
     airflow_port: int = 8080
     superset_port: int = 8088
     spark_connect_port: int = 15002
+    # The data service (`citylake serve`): sharing catalogue, data API, ID check, Delta Sharing.
+    service_port: int = 8090
+
+
+class ServiceSettings(_Strict):
+    """Limits of the data service, the same for every consumer."""
+
+    # An access token lives this long; a consumer buys a new one with its client credentials.
+    token_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    # Requests per second a consumer may make on average, and the burst it may make at once.
+    rate_per_s: float = Field(default=1000.0, gt=0)
+    burst: int = Field(default=2000, ge=1)
+    # Requests a consumer may make in one city day (Asia/Shanghai).
+    daily_quota: int = Field(default=2_000_000, ge=1)
+    # Rows in one page of a query; a larger `limit` is refused, not truncated silently.
+    page_limit: int = Field(default=1000, ge=1, le=100_000)
+    # How long a presigned Delta Sharing file URL stays valid.
+    file_url_ttl_s: int = Field(default=900, ge=60)
+    # Server processes. Each enforces its share of the rate, burst and daily quota (the limits
+    # divided by the number of workers), so together they never exceed them.
+    workers: int = Field(default=2, ge=1, le=16)
 
 
 class Metadata(_Strict):
@@ -278,6 +323,7 @@ class Metadata(_Strict):
     postgres_port: int = 5433
     airflow_database: str = "citylake_airflow"
     superset_database: str = "citylake_superset"
+    service_database: str = "citylake_service"
 
 
 class QualitySettings(_Strict):
@@ -298,6 +344,7 @@ class Environment(_Strict):
     data_root: Path
     spark: SparkSettings = SparkSettings()
     services: Services = Services()
+    service: ServiceSettings = ServiceSettings()
     metadata: Metadata = Metadata()
     quality: QualitySettings = QualitySettings()
     lake: LakeSettings = LakeSettings()
@@ -321,6 +368,15 @@ class Environment(_Strict):
         return self.root / "serving" / "city.duckdb"
 
     @property
+    def restricted_file(self) -> Path:
+        """The gold tables in clear (mode 600): for entitled roles and the data service only."""
+        return self.root / "serving" / "restricted" / "city_clear.duckdb"
+
+    @property
+    def open_data_dir(self) -> Path:
+        return self.root / "open_data"
+
+    @property
     def secrets(self) -> Path:
         return self.root / "secrets"
 
@@ -331,7 +387,7 @@ class Environment(_Strict):
     def table_path(self, layer: str, table: str) -> Path:
         return self.lake_root / layer / table
 
-    def metadata_url(self, app: Literal["airflow", "superset"]) -> str:
+    def metadata_url(self, app: Literal["airflow", "superset", "service"]) -> str:
         """SQLAlchemy URL of an app's metadata database; production refuses guessable secrets."""
         if self.metadata.backend == "sqlite":
             return f"sqlite:///{self.root / 'metadata' / f'{app}.db'}"
@@ -406,6 +462,31 @@ def load_contracts(conf_dir: Path = CONF_DIR) -> dict[str, SourceContract]:
     return contracts
 
 
+def load_consumers(
+    conf_dir: Path = CONF_DIR, contracts: dict[str, SourceContract] | None = None
+) -> dict[str, Consumer]:
+    """conf/consumers.yaml, checked against the contracts: every delivering department is a
+    consumer (it approves applications for what it owns), under the name its contracts give."""
+    path = conf_dir / "consumers.yaml"
+    listed = _validate(Consumers, path, _read_yaml(path)).consumers
+    consumers = {c.code: c for c in listed}
+    if len(consumers) != len(listed):
+        raise ConfigError(f"{path}: key 'consumers': a department code appears twice")
+    for contract in (contracts if contracts is not None else load_contracts(conf_dir)).values():
+        consumer = consumers.get(contract.department)
+        if consumer is None:
+            raise ConfigError(
+                f"{path}: key 'consumers': {contract.department} ({contract.department_name}) "
+                f"delivers {contract.source_id} but is not listed; it approves what it owns"
+            )
+        if consumer.name != contract.department_name:
+            raise ConfigError(
+                f"{path}: key 'consumers.{consumer.code}.name': '{consumer.name}', but "
+                f"conf/sources/{contract.source_id}.yaml names it '{contract.department_name}'"
+            )
+    return consumers
+
+
 def load_environment(name: str | None = None, conf_dir: Path = CONF_DIR) -> Environment:
     """The environment named by CITYLAKE_ENV (default local), with overrides from the environment."""
     name = name or os.environ.get("CITYLAKE_ENV", "local")
@@ -426,6 +507,13 @@ def load_environment(name: str | None = None, conf_dir: Path = CONF_DIR) -> Envi
         if value:
             (spark if section == "spark" else data)[key] = value
     data["spark"] = spark
+    # The data service's limits: CITYLAKE_SERVICE_<SETTING>, e.g. CITYLAKE_SERVICE_RATE_PER_S.
+    service = dict(data.get("service") or {})
+    for key in ServiceSettings.model_fields:
+        value = os.environ.get(f"CITYLAKE_SERVICE_{key.upper()}")
+        if value:
+            service[key] = value
+    data["service"] = service
     return _validate(Environment, path, data)
 
 

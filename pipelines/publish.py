@@ -82,7 +82,7 @@ def passed_versions(con: duckdb.DuckDBPyConnection, scan: Scan) -> dict[str, int
 
 
 def restricted_file(env: Environment) -> Path:
-    return env.root / "serving" / "restricted" / "city_clear.duckdb"
+    return env.restricted_file
 
 
 def serving_pepper(env: Environment) -> str:

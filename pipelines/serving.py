@@ -166,6 +166,10 @@ def build_serving(
         if clear is not None:
             listed = ", ".join(f'"{c}"' for c in table.column_names)
             clear.execute(f"CREATE TABLE {table.name} AS SELECT {listed} FROM {relation}")
+            # The data service looks rows up by key (and ID numbers for 身份证核验): an ART
+            # index makes that a sub-millisecond probe instead of a scan of the table.
+            keys = ", ".join(f'"{k}"' for k in table.key)
+            clear.execute(f"CREATE INDEX {table.name}__key ON {table.name} ({keys})")
         counts[table.name] = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
         catalog_rows.append(
             (table.name, table.library, table.grain, versions.get(table.name), counts[table.name])

@@ -40,7 +40,7 @@ case ${1:-} in
     else
       psql_admin -c "ALTER ROLE \"$user\" PASSWORD '$password'"
     fi
-    for db in citylake_airflow citylake_superset; do
+    for db in citylake_airflow citylake_superset citylake_service; do
       [[ -n $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$db'") ]] ||
         psql_admin -c "CREATE DATABASE $db OWNER \"$user\""
     done
