@@ -33,6 +33,10 @@ def _base_url(env: Environment) -> str:
     return f"http://{env.services.host}:{env.services.airflow_port}"
 
 
+def unpause(api: httpx.Client, dag_id: str) -> None:
+    _raise_for(api.patch(f"/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
+
+
 def admin_password(env: Environment | None = None) -> str:
     env = env or load_environment()
     path = env.secrets / PASSWORDS_FILE
@@ -87,7 +91,7 @@ def trigger(api: httpx.Client, dag_id: str, logical_date: dt.datetime | None) ->
     dag = api.get(f"/dags/{dag_id}")
     _raise_for(dag, f"get {dag_id}")
     scheduled_next = logical_date is not None and _scheduler_creates(dag.json(), logical_date)
-    _raise_for(api.patch(f"/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
+    unpause(api, dag_id)
     # The scheduler is about to create this very run: wait for it rather than race it with a
     # manual one (a lost race leaves the scheduler warning about the taken date every loop).
     run = _find_run(api, dag_id, when, SCHEDULED_RUN_WAIT_S if scheduled_next else 0.0)

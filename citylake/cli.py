@@ -488,6 +488,45 @@ def sql(
     publish_main(["sql", query, "--layers", layers])
 
 
+@app.command("open-data")
+def open_data() -> None:
+    """公共数据开放: write the open-data packages (Frictionless) from what is published."""
+    from citylake import flow
+
+    opened = flow.open_data()
+    table = Table("package/resource", "rows", Column("cells suppressed (1–4)", justify="right"))
+    for name, counts in opened["open_data"].items():
+        table.add_row(name, str(counts["rows"]), str(counts["suppressed"]))
+    console.print(table)
+    console.print(f"packages in {opened['open_data_dir']}")
+
+
+@app.command("access-log")
+def access_log() -> None:
+    """留痕: carry the data service's new access-log rows into ops.access_log."""
+    from citylake import flow
+
+    carried = flow.carry_access_log()
+    console.print(f"{carried['carried']} access(es) carried into ops.access_log")
+
+
+@app.command("airflow-unpause")
+def airflow_unpause(dag: Annotated[str, typer.Argument(help="DAG id")]) -> None:
+    """Let the scheduler run a DAG on its schedule (DAGs are paused when first seen)."""
+    from citylake import airflow_api
+
+    with airflow_api.client() as api:
+        airflow_api.unpause(api, dag)
+    console.print(f"{dag}: unpaused")
+
+
+from citylake.service.commands import serve as _serve  # noqa: E402
+from citylake.service.commands import sharing as _sharing  # noqa: E402
+
+app.command("serve")(_serve)
+app.add_typer(_sharing, name="sharing")
+
+
 def main() -> None:
     try:
         app()

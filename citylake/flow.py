@@ -377,7 +377,37 @@ def publish(logical_date: dt.date | None = None) -> dict:
         docs = quality_docs.build_data_docs(env)
         for table in (ops.QUALITY_RESULTS, ops.MANIFEST, ops.LEDGER, ops.RUN_LOG, ops.INTEGRITY):
             lake.compact("ops", table)
-    return {**served, **measured, "data_docs": str(docs)}
+        opened = open_data()
+    return {**served, **measured, "data_docs": str(docs), **opened}
+
+
+def open_data() -> dict:
+    """公共数据开放: the open-data packages from what was just published (pipelines.open_data);
+    refused whole, with the file, row and column, if a value is a natural person's."""
+    from pipelines import open_data as open_data_step
+
+    env, city, _ = settings()
+    written = open_data_step.export(env, city)
+    return {
+        "open_data": {f"{w.package}/{w.resource}": {"rows": w.rows, "suppressed": w.suppressed}
+                      for w in written},
+        "open_data_dir": str(env.open_data_dir),
+    }  # fmt: skip
+
+
+def carry_access_log() -> dict:
+    """留痕: the data service's new access-log rows → ops.access_log (pipelines.access_log)."""
+    from citylake.service_state import Store
+    from pipelines import access_log
+
+    env, _, _ = settings()
+    store = Store.for_environment(env)
+    try:
+        carried = access_log.carry(_lake(), store)
+    finally:
+        store.dispose()
+    _lake().compact("ops", ops.ACCESS_LOG)
+    return carried
 
 
 def integrity(versions: dict[str, int | None], as_of: str | dt.date) -> dict:

@@ -13,6 +13,7 @@ list of sources or tables by hand:
     citylake_build                scheduled on the silver Assets: every gold table planned in
                                   catalog order (unchanged inputs: skipped), gates, serving file
     citylake_quality_publish      on demand: the gate of every gold table, then the serving file
+    citylake_sharing              every 15 minutes: the data service's access log → ops.access_log
 
 One day's work is done once, by one DAG run; the build and publish steps are idempotent and
 serialized by locks (citylake.locks), so two DAGs reaching them at once cannot interleave.
@@ -67,6 +68,9 @@ CITY_DAG_ID = "citylake_city"
 QUALITY_DAG_ID = "citylake_quality_publish"
 INGEST_DAG_PREFIX = "citylake_ingest_"
 BUILD_DAG_ID = "citylake_build"
+SHARING_DAG_ID = "citylake_sharing"
+# 留痕: the data service's accesses reach ops.access_log (and the security officer) this often.
+SHARING_CRON = "*/15 * * * *"
 
 # The city DAG runs once a day, in the city's time zone; a weekly or monthly source delivers on
 # any day of its period, and the run of that day takes it (other days skip it).
@@ -82,6 +86,7 @@ class Tag(enum.StrEnum):
     BUILD = "build"
     QUALITY = "quality"
     CITY = "city"
+    SHARING = "sharing"
     # base library
     POPULATION = "population"
     LEGAL_ENTITY = "legal_entity"
@@ -92,7 +97,7 @@ class Tag(enum.StrEnum):
 
 
 LIBRARY_TAGS = frozenset(Tag(library) for library in catalogue.LIBRARIES)
-ROLE_TAGS = frozenset({Tag.INGEST, Tag.BUILD, Tag.QUALITY, Tag.CITY})
+ROLE_TAGS = frozenset({Tag.INGEST, Tag.BUILD, Tag.QUALITY, Tag.CITY, Tag.SHARING})
 
 # Each step's execution timeout; a hung Spark job fails and retries instead of holding the pool.
 STEP_TIMEOUT = {
@@ -102,6 +107,7 @@ STEP_TIMEOUT = {
     "quality": dt.timedelta(minutes=30),
     "publish": dt.timedelta(minutes=20),
     "freshness": dt.timedelta(minutes=10),
+    "access_log": dt.timedelta(minutes=10),
 }
 
 
@@ -413,6 +419,13 @@ def publish_task() -> dict:
     return flow.publish(partition_date(_context()))
 
 
+def access_log_task() -> dict:
+    """留痕: every access to the data service not in ops.access_log yet, carried in id order."""
+    from citylake import flow
+
+    return flow.carry_access_log()
+
+
 def overdue_sources(as_of: dt.date) -> list[dict]:
     """Sources whose last delivery on or before as_of is older than their contract's window allows
     (quality.freshness, which reads ops.ingest_manifest), as JSON-able dicts."""
@@ -606,6 +619,20 @@ def city_dag():
     return dag
 
 
+def sharing_dag():
+    """citylake_sharing: the data service's access log into the lake, every 15 minutes."""
+    doc = (
+        "留痕: every request to the data service (`citylake serve`), granted or denied, is "
+        "committed to its state before the answer leaves; this DAG carries the rows not in "
+        "ops.access_log yet into it (ID numbers in paths masked), where publication takes them "
+        "into the serving file's access tables for the security officer's dashboard."
+    )
+    dag = _dag(SHARING_DAG_ID, _daily(SHARING_CRON), [Tag.SHARING], doc)
+    with dag:
+        _operator(access_log_task, "carry_access_log", "access_log")()
+    return dag
+
+
 def generate(kind: str) -> dict[str, Any]:
     """The DAGs of one kind, by dag_id: what each DAG file puts in its module namespace."""
     if kind == "ingest":
@@ -616,6 +643,8 @@ def generate(kind: str) -> dict[str, Any]:
         dags = [quality_publish_dag()]
     elif kind == "city":
         dags = [city_dag()]
+    elif kind == "sharing":
+        dags = [sharing_dag()]
     else:
-        raise ValueError(f"unknown kind of DAG '{kind}' (ingest, build, quality, city)")
+        raise ValueError(f"unknown kind of DAG '{kind}' (ingest, build, quality, city, sharing)")
     return {d.dag_id: d for d in dags}

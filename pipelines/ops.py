@@ -10,6 +10,8 @@
     integrity         one row per cross-library link per publication (base_libraries/integrity.py)
     landing_refusals  one row per entry of a day folder that was not taken (a symbolic link, a
                       hidden file, a folder, anything resolving outside the landing zone), why
+    access_log        one row per request to the data service, granted or denied, carried from
+                      the service's state (pipelines/access_log.py); ID numbers in paths masked
 
 Only delta-rs writes these tables (Lake.append_rows): a commit of a few rows costs some 50 ms.
 Timestamps are instants (UTC); dates are the city's calendar days.
@@ -31,10 +33,32 @@ QUALITY_RESULTS = "quality_results"
 RUN_LOG = "run_log"
 INTEGRITY = "integrity"
 LANDING_REFUSALS = "landing_refusals"
+ACCESS_LOG = "access_log"
 
 _INSTANT = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
+    ACCESS_LOG: pa.schema(
+        [
+            ("id", pa.int64()),
+            ("at", _INSTANT),
+            ("consumer", pa.string()),
+            ("token_id", pa.string()),
+            ("method", pa.string()),
+            ("path", pa.string()),
+            ("service", pa.string()),
+            ("resource", pa.string()),
+            ("grant_id", pa.string()),
+            ("purpose", pa.string()),
+            ("fields", pa.string()),  # JSON list
+            ("clear_fields", pa.string()),  # JSON list: personal fields returned in clear
+            ("rows_returned", pa.int64()),
+            ("outcome", pa.string()),  # granted / denied / refused / error
+            ("status", pa.int64()),
+            ("reason", pa.string()),
+            ("client", pa.string()),
+        ]
+    ),
     MANIFEST: pa.schema(
         [
             ("file_sha256", pa.string()),

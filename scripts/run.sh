@@ -3,6 +3,7 @@
 #   1. bootstrap the environments and jars        4. Airflow: api-server, scheduler, dag-processor
 #   2. a sample city if the landing zone is empty 5. the city DAG, followed task by task
 #   3. the Spark Connect server                   6. Superset (set up while 5 runs), provisioned
+#                                                 7. the data service (catalogue, data API, open data)
 # A second `make run` with nothing new delivered finds the day's run green and says so.
 # `make stop` stops exactly what this started.
 set -euo pipefail
@@ -63,6 +64,10 @@ if ! scripts/superset.sh provision >>"$superset_log" 2>&1; then
 fi
 grep -E '^(imported|user) ' "$superset_log" | tail -n 20
 
+say "the data service (sharing catalogue, data API, ID verification, Delta Sharing, open data)"
+scripts/service.sh start
+.venv/bin/citylake airflow-unpause citylake_sharing >/dev/null
+
 .venv/bin/citylake summary
 secrets=$CITYLAKE_DATA_ROOT/secrets
 cat <<EOT
@@ -75,6 +80,9 @@ CityLake is running after $((SECONDS - started)) s (stop it with: make stop)
             users leader, analyst_<county code>, engineer: passwords in $secrets/superset_<user>_password
   Quality   Data Docs $CITYLAKE_DATA_ROOT/quality/data_docs/index.html
             delivery reports $CITYLAKE_DATA_ROOT/quality/reports/<department>/<date>.md (citylake report <department>)
+  Service   http://127.0.0.1:8090   数据共享交换服务: catalogue /catalogue, open data /open-data, API /docs
+            each department's client credentials: $secrets/service_clients/<department>.json
+            (OAuth2 client credentials → POST /oauth/token; approvals: .venv/bin/citylake sharing --help)
   SQL       $CITYLAKE_DATA_ROOT/serving/city.duckdb (DuckDB, personal data masked): .venv/bin/citylake sql
   Lake      $CITYLAKE_DATA_ROOT/lake/{bronze,silver,gold,quarantine,ops} (Delta)
 EOT

@@ -2,6 +2,7 @@
 # `make stop`: stops exactly the processes `make run` started, by their PID files (never by name).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+scripts/service.sh stop
 scripts/superset.sh stop
 scripts/airflow.sh stop
 scripts/spark.sh connect-stop

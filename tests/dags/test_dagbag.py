@@ -26,7 +26,13 @@ DAGS_FOLDER = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
 CONTRACTS = load_contracts()
 MAX_IMPORT_S = 1.0
-ROLE = {"ingest": "ingest", "build": "build", "quality_publish": "quality", "city": "city"}
+ROLE = {
+    "ingest": "ingest",
+    "build": "build",
+    "quality_publish": "quality",
+    "city": "city",
+    "sharing": "sharing",
+}
 
 
 def _dags(dagbag):
@@ -48,15 +54,17 @@ def test_dag_folder_has_dags():
         "citylake_build",
         "citylake_quality_publish",
         "citylake_city",
+        "citylake_sharing",
     }
 
 
-def test_every_dag_imports_one_per_source_and_the_three_of_the_city(dagbag):
+def test_every_dag_imports_one_per_source_and_the_four_of_the_city(dagbag):
     assert dagbag.import_errors == {}
     expected = {f"citylake_ingest_{s}" for s in CONTRACTS} | {
         "citylake_build",
         "citylake_quality_publish",
         "citylake_city",
+        "citylake_sharing",
     }
     assert set(dagbag.dags) == expected
 
@@ -444,3 +452,10 @@ def test_a_weekly_source_without_delivery_is_skipped_a_daily_one_is_not(tmp_path
     (folder / ".extract.csv.part").rename(folder / "extract.csv")
     assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None
     assert orch.delivered_days(by_frequency["weekly"], [day, day + dt.timedelta(days=1)]) == [day]
+
+
+def test_the_sharing_dag_carries_the_access_log_every_15_minutes(dagbag):
+    dag = dagbag.dags["citylake_sharing"]
+    assert dag.timetable.expression == "*/15 * * * *"
+    assert set(dag.task_ids) == {"carry_access_log"}
+    assert dag.get_task("carry_access_log").python_callable.__name__ == "access_log_task"
