@@ -99,6 +99,39 @@ def test_metadata_lives_in_postgresql_and_defaults_are_refused(production):
     assert list(root.rglob("*.db")) == []  # no SQLite fallback anywhere
 
 
+def test_the_data_service_keeps_its_state_in_postgresql(production):
+    from tests.service.serving import serve, stop
+
+    refused = subprocess.run(
+        [CITYLAKE, "sharing", "credentials"],
+        env={**production, "CITYLAKE_PG_PASSWORD": "admin"},
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "refusing to start" in refused.stdout + refused.stderr
+    root = Path(production["CITYLAKE_DATA_ROOT"])
+    served = serve(root, environment=production)
+    try:
+        assert served.token("renshe")
+        with served.client("jiaoyu") as client:
+            assert client.get("/api/v1/resources/spatial__division/rows").status_code == 503
+    finally:
+        stop(served)
+    secrets_in_pg = psql(production, "citylake_service", "SELECT secret_hash FROM consumer_secrets")
+    hashes = secrets_in_pg.splitlines()
+    assert len(hashes) == len(
+        yaml.safe_load((REPO / "conf" / "consumers.yaml").read_text())["consumers"]
+    )
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    logged = psql(
+        production, "citylake_service",
+        "SELECT outcome, reason FROM access_log WHERE consumer = 'jiaoyu'"
+        " AND path = '/api/v1/resources/spatial__division/rows'",
+    )  # fmt: skip
+    assert logged == "error|not_published"  # nothing published in this data root yet
+    assert list(root.rglob("*.db")) == []  # no SQLite fallback
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -75,9 +75,12 @@ class Served:
             return con.execute(sql, params or []).fetchall()
 
 
-def serve(root: Path, **limits: str) -> Served:
+def serve(root: Path, environment: dict | None = None, **limits: str) -> Served:
+    """`citylake serve` on a free port over root (local profile unless `environment` says);
+    limits are service settings (CITYLAKE_SERVICE_<NAME>)."""
     port = free_port()
     variables = {**os.environ, "CITYLAKE_DATA_ROOT": str(root), "CITYLAKE_ENV": "local"}
+    variables |= environment or {}
     variables |= {f"CITYLAKE_SERVICE_{k.upper()}": v for k, v in limits.items()}
     log = (root / "service.log").open("w")
     process = subprocess.Popen(
