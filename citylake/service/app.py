@@ -16,6 +16,7 @@ Every request is recorded before its answer leaves (citylake.service.audit).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import gc
 from dataclasses import dataclass
@@ -250,6 +251,9 @@ def create_app(
 def worker_app() -> FastAPI:
     """One server process's application (`citylake serve` starts service.workers of them)."""
     app = create_app()
+    service: Service = app.state.service
+    with contextlib.suppress(Denied):  # nothing published yet: loaded on the first check
+        data.register(service.published, service.resource(PERSON_RESOURCE))
     # What start-up loaded (catalogue, contracts, libraries) lives as long as the process: keep
     # it out of the cyclic collector's scans, which otherwise cost a request much of its time.
     gc.collect()
@@ -537,9 +541,10 @@ def _data_routes(app: FastAPI, service: Service) -> None:
                 "service_not_granted",
                 f"{consumer.name} 未开通身份证核验服务 (verify not enabled)",
             )
-        answer = data.verify(
-            service.published, service.resource(PERSON_RESOURCE), body.id_number, body.name
-        )
+        person = service.resource(PERSON_RESOURCE)
+        if not data.register_loaded(service.published):  # a new publication: load it aside
+            await anyio.to_thread.run_sync(data.register, service.published, person)
+        answer = data.verify(service.published, person, body.id_number, body.name)
         request.state.audit |= {
             "rows_returned": 0 if answer["code"] in ("not_found", "invalid_number") else 1,
             "reason": answer["code"],

@@ -48,11 +48,13 @@ class Published:
     def __init__(self, env: Environment):
         self.clear_path: Path = env.restricted_file
         self.masked_path: Path = env.serving_file
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._local = threading.local()
-        self._identity: tuple | None = None
+        self.identity: tuple | None = None
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._versions: dict[str, int | None] = {}
+        self.register: tuple | None = None  # (identity, Register) of 身份证核验
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def _current(self) -> tuple[duckdb.DuckDBPyConnection, tuple]:
         try:
@@ -62,17 +64,28 @@ class Published:
                 503, "not_published", "尚未发布数据：请先运行流水线 (nothing published yet)"
             ) from exc
         identity = (stat.st_ino, stat.st_mtime_ns)
-        if identity != self._identity:
-            with self._lock:
-                if identity != self._identity:
+        if identity != self.identity:
+            with self.lock:
+                if identity != self.identity:
+                    self._close()
                     # One thread per query: requests run side by side, and a point probe on
                     # one thread costs a quarter of the CPU it costs on a pool of threads.
                     self._connection = duckdb.connect(
                         str(self.clear_path), read_only=True, config={"threads": 1}
                     )
                     self._versions = self._read_versions()
-                    self._identity = identity
-        return self._connection, self._identity
+                    self.identity = identity
+        return self._connection, self.identity
+
+    def _close(self) -> None:
+        """DuckDB keeps one database per path and process while any connection to it is open:
+        every cursor on the replaced file is closed first, or connecting again would give the
+        old file back. A query running on one of them fails and is retried (`query`)."""
+        for cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+        if self._connection is not None:
+            self._connection.close()
 
     def _read_versions(self) -> dict[str, int | None]:
         if not self.masked_path.exists():
@@ -89,9 +102,23 @@ class Published:
         connection, identity = self._current()
         local = self._local
         if getattr(local, "identity", None) != identity:
-            local.cursor = connection.cursor()
+            with self.lock:
+                local.cursor = connection.cursor()
+                self._cursors.append(local.cursor)
             local.identity = identity
         return local.cursor
+
+    def query(self, sql: str, values: list | None = None, arrow: bool = False):
+        """Rows (or an Arrow table) of a query on the current file, retried once when a
+        publication closed the file under it."""
+        for attempt in (1, 2):
+            try:
+                result = self.cursor().execute(sql, values or [])
+                return result.to_arrow_table() if arrow else result.fetchall()
+            except duckdb.ConnectionException:
+                if attempt == 2:
+                    raise
+                self._local.identity = None
 
     def version(self, name: str) -> int | None:
         self._current()
@@ -157,9 +184,9 @@ def _filters(access: Access, filters: dict[str, str]) -> tuple[list[str], list]:
     return clauses, values
 
 
-def _run(cur: duckdb.DuckDBPyConnection, sql: str, values: list) -> list[tuple]:
+def _run(published: Published, sql: str, values: list) -> list[tuple]:
     try:
-        return cur.execute(sql, values).fetchall()
+        return published.query(sql, values)
     except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
         raise Denied(
             422, "bad_value", f"参数值类型不符 (a value does not fit its field): {exc}"
@@ -187,7 +214,7 @@ def page(
         f"SELECT {access.select_list()}, {keys} FROM {resource.name}"
         f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(limit) + 1}"
     )
-    rows = _run(published.cursor(), sql, values)
+    rows = _run(published, sql, values)
     width = len(access.fields)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -203,12 +230,11 @@ def by_key(published: Published, access: Access, key_values: dict[str, str]) -> 
     grant_sql, grant_values = access.row_condition()
     match = " AND ".join(f'"{k}" = CAST(? AS {types[k]})' for k in resource.table.key)
     key_list = [key_values[k] for k in resource.table.key]
-    cur = published.cursor()
     sql = f"SELECT {access.select_list()} FROM {resource.name} WHERE {match} AND {grant_sql}"
-    rows = _run(cur, sql, key_list + grant_values)
+    rows = _run(published, sql, key_list + grant_values)
     if rows:
         return dict(zip(access.fields, map(plain, rows[0]), strict=True))
-    if access.rows and _run(cur, f"SELECT 1 FROM {resource.name} WHERE {match}", key_list):
+    if access.rows and _run(published, f"SELECT 1 FROM {resource.name} WHERE {match}", key_list):
         raise Denied(403, "outside_grant", "该记录超出授权的行范围 (the row is outside the grant)")
     return None
 
@@ -221,20 +247,64 @@ def normalised(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split()).upper()
 
 
+class Register:
+    """The register's ID numbers, sorted, with each person's name and whether alive: what
+    身份证核验 needs, held in this process (about 60 MB for 2,000,000 persons) so a check is a
+    binary search (microseconds) instead of a query to plan and run (half a millisecond)."""
+
+    def __init__(self, published: Published, table: str):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = published.query(
+            f"SELECT id_number, name, is_alive FROM {table} WHERE length(id_number) = 18",
+            arrow=True,
+        )
+        found = found.take(pc.sort_indices(found, [("id_number", "ascending")]))
+        # Fixed-width bytes, viewed by numpy without a copy per number.
+        numbers = found.column("id_number").combine_chunks().cast(pa.binary()).cast(pa.binary(18))
+        self.numbers = np.frombuffer(numbers.buffers()[1], dtype="S18", count=len(numbers))
+        self.names = found.column("name").combine_chunks()
+        self.alive = found.column("is_alive").combine_chunks()
+
+    def find(self, number: str) -> tuple[str | None, bool | None] | None:
+        key = number.encode()
+        at = int(self.numbers.searchsorted(key))
+        if at == len(self.numbers) or self.numbers[at] != key:
+            return None
+        return self.names[at].as_py(), self.alive[at].as_py()
+
+
+def register_loaded(published: Published) -> bool:
+    """Whether the register of the file now published is in memory already."""
+    published.cursor()  # notices a new publication
+    return published.register is not None and published.register[0] == published.identity
+
+
+def register(published: Published, person: Resource) -> Register:
+    """The register of the file now published, loaded once per publication and process."""
+    published.cursor()  # notices a new publication
+    identity = published.identity
+    held = published.register
+    if held is None or held[0] != identity:
+        with published.lock:
+            held = published.register
+            if held is None or held[0] != identity:
+                held = published.register = (identity, Register(published, person.name))
+    return held[1]
+
+
 def verify(published: Published, person: Resource, id_number: str, name: str) -> dict:
     """一致 / 不一致 / 查无此人 / 号码无效, and whether a matching person is recorded deceased:
     nothing else about the person leaves the service."""
     number = normalised(id_number)
     if len(number) != 18 or not ric.is_valid(number):
         return {"result": VERIFY_ANSWERS["invalid_number"], "code": "invalid_number"}
-    rows = (
-        published.cursor()
-        .execute(f"SELECT name, is_alive FROM {person.name} WHERE id_number = ?", [number])
-        .fetchall()
-    )
-    if not rows:
+    found = register(published, person).find(number)
+    if found is None:
         return {"result": VERIFY_ANSWERS["not_found"], "code": "not_found"}
-    registered, alive = rows[0]
+    registered, alive = found
     if registered is None or normalised(registered) != normalised(name):
         return {"result": VERIFY_ANSWERS["mismatch"], "code": "mismatch"}
     return {"result": VERIFY_ANSWERS["match"], "code": "match", "deceased": alive is False}
