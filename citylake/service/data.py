@@ -165,7 +165,7 @@ def _filters(access: Access, filters: dict[str, str]) -> tuple[list[str], list]:
     types = resource.table.column_types
     for name, value in sorted(filters.items()):
         column = resource.field(name)
-        if name not in access.fields or (column.personal and name not in access.clear):
+        if name not in access.readable or (column.personal and name not in access.clear):
             raise Denied(
                 403,
                 "filter_not_granted",

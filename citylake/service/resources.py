@@ -170,6 +170,7 @@ class Access:
     clear: frozenset[str]
     rows: dict[str, list[str]]
     grant: Application | None
+    readable: frozenset[str] = frozenset()  # what it may read (and filter on), asked for or not
 
     def select_list(self) -> str:
         items = []
@@ -264,7 +265,10 @@ def access(
             "须经申请批准方可按行读取 (its key is conditionally shared: apply first)",
         )
     clear = frozenset(grant.clear_fields) if grant else frozenset()
-    return Access(resource, tuple(wanted), clear, dict(grant.rows) if grant else {}, grant)
+    return Access(
+        resource, tuple(wanted), clear, dict(grant.rows) if grant else {}, grant,
+        frozenset(readable),
+    )  # fmt: skip
 
 
 def check_application(

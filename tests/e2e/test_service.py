@@ -42,16 +42,22 @@ def served(city_root) -> Served:
 
 
 def _apply(client: httpx.Client, **body) -> httpx.Response:
-    body = {"purpose": "社保待遇资格认证", "legal_basis": "《社会保险法》第七十二条",
-            "valid_from": (TODAY - dt.timedelta(days=1)).isoformat(),
-            "valid_until": (TODAY + dt.timedelta(days=30)).isoformat(), **body}  # fmt: skip
+    body = {
+        "purpose": "社保待遇资格认证",
+        "legal_basis": "《社会保险法》第七十二条",
+        "valid_from": (TODAY - dt.timedelta(days=1)).isoformat(),
+        "valid_until": (TODAY + dt.timedelta(days=30)).isoformat(),
+        **body,
+    }
     return client.post("/api/v1/applications", json=body)
 
 
 def _approve(served: Served, owner: str, application_id: str) -> dict:
     with served.client(owner) as client:
-        decided = client.post(f"/api/v1/applications/{application_id}/decision",
-                              json={"approve": True, "note": "同意"})  # fmt: skip
+        decided = client.post(
+            f"/api/v1/applications/{application_id}/decision",
+            json={"approve": True, "note": "同意"},
+        )
     assert decided.status_code == 200, decided.text
     return decided.json()
 
@@ -82,8 +88,10 @@ def test_credentials_are_generated_once_mode_600_and_stored_hashed(served: Serve
 
 
 def test_wrong_secret_no_token_tampered_and_expired_tokens_are_refused(served: Served) -> None:
-    wrong = httpx.post(f"{served.base}/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": "renshe", "client_secret": "guess"})  # fmt: skip
+    wrong = httpx.post(
+        f"{served.base}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "renshe", "client_secret": "guess"},
+    )
     assert wrong.status_code == 401
     assert served.last(path="/oauth/token")["outcome"] == "denied"
 
@@ -102,8 +110,11 @@ def test_wrong_secret_no_token_tampered_and_expired_tokens_are_refused(served: S
     assert (row["outcome"], row["reason"]) == ("denied", "invalid token")
 
     key = (served.root / "secrets" / "service_jwt_key").read_text().strip()
-    expired = jwt.encode({"sub": "renshe", "jti": "x", "aud": "citylake-service",
-                          "exp": int(time.time()) - 5}, key, algorithm="HS256")  # fmt: skip
+    expired = jwt.encode(
+        {"sub": "renshe", "jti": "x", "aud": "citylake-service", "exp": int(time.time()) - 5},
+        key,
+        algorithm="HS256",
+    )
     answer = httpx.get(url, headers={"Authorization": f"Bearer {expired}"})
     assert answer.status_code == 401
     assert served.last(path="/spatial__division/rows")["reason"] == "token expired"
@@ -156,16 +167,32 @@ def test_unconditional_fields_for_anyone_conditional_only_under_a_grant(served: 
     with served.client("jiaoyu") as client:
         divisions = client.get("/api/v1/resources/spatial__division/rows")
         assert divisions.status_code == 200
-        assert len(divisions.json()["rows"]) == served.clear(
-            "SELECT count(*) FROM spatial__division")[0][0]  # fmt: skip
+        assert (
+            len(divisions.json()["rows"])
+            == served.clear("SELECT count(*) FROM spatial__division")[0][0]
+        )
         entities = client.get("/api/v1/resources/legal_entity__entity/rows", params={"limit": 5})
         assert entities.status_code == 200
         fields = entities.json()["fields"]
         assert "entity_name" in fields and "legal_representative_id_number" not in fields
         assert served.last(consumer="jiaoyu", resource="legal_entity__entity")["rows_returned"] == 5
+        # A filter on a readable field that the projection leaves out.
+        county = client.get(
+            "/api/v1/resources/legal_entity__entity/rows",
+            params={"division_code": "451121", "fields": "credit_code", "limit": 1000},
+        )
+        assert county.status_code == 200, county.text
+        assert (
+            len(county.json()["rows"])
+            == served.clear(
+                "SELECT count(*) FROM legal_entity__entity WHERE division_code = '451121'"
+            )[0][0]
+        )
 
-        asked = client.get("/api/v1/resources/legal_entity__entity/rows",
-                           params={"fields": "credit_code,legal_representative"})  # fmt: skip
+        asked = client.get(
+            "/api/v1/resources/legal_entity__entity/rows",
+            params={"fields": "credit_code,legal_representative"},
+        )
         assert asked.status_code == 403 and asked.json()["errorCode"] == "grant_required"
         row = served.last(consumer="jiaoyu", resource="legal_entity__entity")
         assert (row["outcome"], row["reason"]) == ("denied", "grant_required")
@@ -175,12 +202,17 @@ def test_unconditional_fields_for_anyone_conditional_only_under_a_grant(served: 
 
 
 def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(served: Served) -> None:
-    county = served.clear("SELECT division_code FROM population__person GROUP BY 1 "
-                          "ORDER BY count(*) DESC LIMIT 1")[0][0]  # fmt: skip
+    county = served.clear(
+        "SELECT division_code FROM population__person GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+    )[0][0]
     with served.client("renshe") as renshe:
-        applied = _apply(renshe, resource="population__person",
-                         fields=["id_number", "name", "phone", "is_alive", "division_code"],
-                         clear_fields=["id_number"], rows={"division_code": [county]})  # fmt: skip
+        applied = _apply(
+            renshe,
+            resource="population__person",
+            fields=["id_number", "name", "phone", "is_alive", "division_code"],
+            clear_fields=["id_number"],
+            rows={"division_code": [county]},
+        )
         assert applied.status_code == 201, applied.text
         application = applied.json()
         assert application["status"] == "pending" and application["owner"] == "gongan"
@@ -188,8 +220,9 @@ def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(serve
         assert pending.status_code == 403  # not yet approved
 
         # Only the owning department decides: the applicant cannot approve itself.
-        own = renshe.post(f"/api/v1/applications/{application['id']}/decision",
-                          json={"approve": True})  # fmt: skip
+        own = renshe.post(
+            f"/api/v1/applications/{application['id']}/decision", json={"approve": True}
+        )
         assert own.status_code == 403
         assert served.last(consumer="renshe", path="/decision")["outcome"] == "denied"
         _approve(served, "gongan", application["id"])
@@ -207,8 +240,11 @@ def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(serve
         # A grant reads what it names, in the table's order.
         assert body["fields"] == ["id_number", "name", "division_code", "phone", "is_alive"]
         assert body["masked"] == ["name", "phone"]
-        expected = served.clear("SELECT id_number, name FROM population__person "
-                                "WHERE division_code = ? ORDER BY id_number", [county])  # fmt: skip
+        expected = served.clear(
+            "SELECT id_number, name FROM population__person "
+            "WHERE division_code = ? ORDER BY id_number",
+            [county],
+        )
         assert [r["id_number"] for r in body["rows"]] == [e[0] for e in expected]
         for row, (_, name) in zip(body["rows"], expected, strict=True):
             assert row["division_code"] == county
@@ -224,16 +260,20 @@ def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(serve
             )
         ) == len(expected)
 
-        outside = served.clear("SELECT id_number FROM population__person WHERE division_code <> ?"
-                               " LIMIT 1", [county])[0][0]  # fmt: skip
+        outside = served.clear(
+            "SELECT id_number FROM population__person WHERE division_code <> ? LIMIT 1", [county]
+        )[0][0]
         by_key = renshe.get(f"/api/v1/resources/population__person/rows/{outside}")
         assert by_key.status_code == 403 and by_key.json()["errorCode"] == "outside_grant"
         assert served.last(consumer="renshe", path=outside)["outcome"] == "denied"
-        filtered = renshe.get("/api/v1/resources/population__person/rows",
-                              params={"division_code": "451123" if county != "451123" else "451102"})  # fmt: skip
+        filtered = renshe.get(
+            "/api/v1/resources/population__person/rows",
+            params={"division_code": "451123" if county != "451123" else "451102"},
+        )
         assert filtered.status_code == 403 and filtered.json()["errorCode"] == "outside_grant"
-        extra = renshe.get("/api/v1/resources/population__person/rows",
-                           params={"fields": "id_number,address"})  # fmt: skip
+        extra = renshe.get(
+            "/api/v1/resources/population__person/rows", params={"fields": "id_number,address"}
+        )
         assert extra.status_code == 403 and extra.json()["errorCode"] == "grant_required"
         inside = expected[0][0]
         one = renshe.get(f"/api/v1/resources/population__person/rows/{inside}")
@@ -241,8 +281,9 @@ def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(serve
 
     # Another consumer naming renshe's grant gets nothing.
     with served.client("yibao") as yibao:
-        stolen = yibao.get("/api/v1/resources/population__person/rows",
-                           params={"grant": application["id"]})  # fmt: skip
+        stolen = yibao.get(
+            "/api/v1/resources/population__person/rows", params={"grant": application["id"]}
+        )
         assert stolen.status_code == 403 and stolen.json()["errorCode"] == "grant_not_valid"
         row = served.last(consumer="yibao", resource="population__person")
         assert (row["outcome"], row["reason"]) == ("denied", "grant_not_valid")
@@ -250,11 +291,14 @@ def test_a_grant_gives_its_fields_on_its_rows_masked_unless_named_in_clear(serve
 
 def test_never_shared_fields_are_refused_even_to_the_oversight_consumer(served: Served) -> None:
     with served.client("zhengwu") as bureau:
-        applied = _apply(bureau, resource="population__person",
-                         fields=["id_number", "spouse_id_number"])  # fmt: skip
+        applied = _apply(
+            bureau, resource="population__person", fields=["id_number", "spouse_id_number"]
+        )
         assert applied.status_code == 403 and applied.json()["errorCode"] == "not_shareable"
-        asked = bureau.get("/api/v1/resources/population__person/rows",
-                           params={"fields": "id_number,spouse_id_number"})  # fmt: skip
+        asked = bureau.get(
+            "/api/v1/resources/population__person/rows",
+            params={"fields": "id_number,spouse_id_number"},
+        )
         assert asked.status_code == 403 and asked.json()["errorCode"] == "not_shareable"
         row = served.last(consumer="zhengwu", resource="population__person")
         assert (row["outcome"], row["reason"]) == ("denied", "not_shareable")
@@ -262,29 +306,47 @@ def test_never_shared_fields_are_refused_even_to_the_oversight_consumer(served: 
 
 def test_an_expired_grant_gives_nothing(served: Served) -> None:
     with served.client("yibao") as yibao:
-        applied = _apply(yibao, resource="licence__licence", fields=["licence_number", "holder_name"],
-                         valid_from=(TODAY - dt.timedelta(days=40)).isoformat(),
-                         valid_until=(TODAY - dt.timedelta(days=1)).isoformat())  # fmt: skip
+        applied = _apply(
+            yibao,
+            resource="licence__licence",
+            fields=["licence_number", "holder_name"],
+            valid_from=(TODAY - dt.timedelta(days=40)).isoformat(),
+            valid_until=(TODAY - dt.timedelta(days=1)).isoformat(),
+        )
         assert applied.status_code == 201, applied.text
         _approve(served, "shenpi", applied.json()["id"])
-        asked = yibao.get("/api/v1/resources/licence__licence/rows",
-                          params={"grant": applied.json()["id"], "fields": "licence_number"})  # fmt: skip
+        asked = yibao.get(
+            "/api/v1/resources/licence__licence/rows",
+            params={"grant": applied.json()["id"], "fields": "licence_number"},
+        )
         assert asked.status_code == 403 and asked.json()["errorCode"] == "grant_not_valid"
         assert served.last(consumer="yibao", resource="licence__licence")["outcome"] == "denied"
 
 
 # ----------------------------------------------------------------------------- hostile parameters
 
-INJECTIONS = ["451102' OR '1'='1", "1; DROP TABLE spatial__division; --", '" OR ""="',
-              "') UNION SELECT id_number, name FROM population__person --", "％２７", "\\x00"]  # fmt: skip
+INJECTIONS = [
+    "451102' OR '1'='1",
+    "1; DROP TABLE spatial__division; --",
+    '" OR ""="',
+    "') UNION SELECT id_number, name FROM population__person --",
+    "％２７",
+    "\\x00",
+]
 
 
 def test_sql_fragments_in_every_parameter_are_values_never_sql(served: Served) -> None:
     total = served.clear("SELECT count(*) FROM legal_entity__entity")[0][0]
     with served.client("jiaoyu") as client:
         for bad in INJECTIONS:
-            for params in ({"division_code": bad}, {"fields": bad}, {"cursor": bad},
-                           {"grant": bad}, {bad: "1"}, {"entity_name": bad}):  # fmt: skip
+            for params in (
+                {"division_code": bad},
+                {"fields": bad},
+                {"cursor": bad},
+                {"grant": bad},
+                {bad: "1"},
+                {"entity_name": bad},
+            ):
                 answer = client.get("/api/v1/resources/legal_entity__entity/rows", params=params)
                 assert answer.status_code in (200, 403, 422), (params, answer.text)
                 if answer.status_code == 200:
@@ -301,8 +363,9 @@ def test_a_page_of_a_million_is_refused_and_the_cursor_walks_every_row_once(
     served: Served,
 ) -> None:
     with served.client("jiaoyu") as client:
-        huge = client.get("/api/v1/resources/legal_entity__entity/rows",
-                          params={"limit": 1_000_000})  # fmt: skip
+        huge = client.get(
+            "/api/v1/resources/legal_entity__entity/rows", params={"limit": 1_000_000}
+        )
         assert huge.status_code == 422 and huge.json()["errorCode"] == "page_too_large"
         assert served.last(consumer="jiaoyu")["reason"] == "page_too_large"
         seen, cursor, pages = [], None, 0
@@ -316,8 +379,10 @@ def test_a_page_of_a_million_is_refused_and_the_cursor_walks_every_row_once(
             cursor = body["next_cursor"]
             if cursor is None:
                 break
-    expected = [r[0] for r in served.clear(
-        "SELECT credit_code FROM legal_entity__entity ORDER BY credit_code")]  # fmt: skip
+    expected = [
+        r[0]
+        for r in served.clear("SELECT credit_code FROM legal_entity__entity ORDER BY credit_code")
+    ]
     assert seen == expected and pages == -(-len(expected) // 7) + (len(expected) % 7 == 0)
 
 
@@ -357,10 +422,13 @@ def test_an_access_is_in_the_log_after_the_service_is_killed(city_root, tmp_path
 
 
 def test_verify_answers_only_the_four_results_and_deceased(served: Served) -> None:
-    alive = served.clear("SELECT id_number, name FROM population__person WHERE is_alive "
-                         "AND name IS NOT NULL LIMIT 1")[0]  # fmt: skip
-    dead = served.clear("SELECT id_number, name FROM population__person WHERE NOT is_alive "
-                        "AND name IS NOT NULL LIMIT 1")  # fmt: skip
+    alive = served.clear(
+        "SELECT id_number, name FROM population__person WHERE is_alive AND name IS NOT NULL LIMIT 1"
+    )[0]
+    dead = served.clear(
+        "SELECT id_number, name FROM population__person WHERE NOT is_alive "
+        "AND name IS NOT NULL LIMIT 1"
+    )
     known = {r[0] for r in served.clear("SELECT id_number FROM population__person")}
     unknown = next(n for n in _valid_id_numbers() if n not in known)
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in alive[0])
@@ -369,16 +437,23 @@ def test_verify_answers_only_the_four_results_and_deceased(served: Served) -> No
         ((full_width, f" {alive[1]} "), {"result": "一致", "code": "match", "deceased": False}),
         ((alive[0], alive[1] + "某"), {"result": "不一致", "code": "mismatch", "deceased": None}),
         ((unknown, "张三"), {"result": "查无此人", "code": "not_found", "deceased": None}),
-        ((alive[0][:17] + ("0" if alive[0][17] != "0" else "1"), alive[1]),
-         {"result": "号码无效", "code": "invalid_number", "deceased": None}),
-        (("45110219900101", "张三"), {"result": "号码无效", "code": "invalid_number",
-                                      "deceased": None}),
-        (("' OR 1=1 --", "张三"), {"result": "号码无效", "code": "invalid_number",
-                                   "deceased": None}),
-    ]  # fmt: skip
+        (
+            (alive[0][:17] + ("0" if alive[0][17] != "0" else "1"), alive[1]),
+            {"result": "号码无效", "code": "invalid_number", "deceased": None},
+        ),
+        (
+            ("45110219900101", "张三"),
+            {"result": "号码无效", "code": "invalid_number", "deceased": None},
+        ),
+        (
+            ("' OR 1=1 --", "张三"),
+            {"result": "号码无效", "code": "invalid_number", "deceased": None},
+        ),
+    ]
     if dead:
-        cases.append(((dead[0][0], dead[0][1]), {"result": "一致", "code": "match",
-                                                 "deceased": True}))  # fmt: skip
+        cases.append(
+            ((dead[0][0], dead[0][1]), {"result": "一致", "code": "match", "deceased": True})
+        )
     with served.client("renshe") as client:
         for (number, name), want in cases:
             answer = client.post("/api/v1/verify", json={"id_number": number, "name": name})
@@ -415,15 +490,24 @@ def test_the_delta_sharing_client_reads_a_granted_table_projected_and_masked(
     import requests
 
     with served.client("yibao") as yibao:
-        applied = _apply(yibao, resource="licence__licence",
-                         fields=["licence_number", "holder_name", "status", "division_code"],
-                         rows={"division_code": ["451102", "451103"]})  # fmt: skip
+        applied = _apply(
+            yibao,
+            resource="licence__licence",
+            fields=["licence_number", "holder_name", "status", "division_code"],
+            rows={"division_code": ["451102", "451103"]},
+        )
         assert applied.status_code == 201, applied.text
     grant = _approve(served, "shenpi", applied.json()["id"])
     profile = tmp_path / "yibao.share"
-    profile.write_text(json.dumps({"shareCredentialsVersion": 1,
-                                   "endpoint": f"{served.base}/delta-sharing",
-                                   "bearerToken": served.token("yibao")}))  # fmt: skip
+    profile.write_text(
+        json.dumps(
+            {
+                "shareCredentialsVersion": 1,
+                "endpoint": f"{served.base}/delta-sharing",
+                "bearerToken": served.token("yibao"),
+            }
+        )
+    )
     client = delta_sharing.SharingClient(str(profile))
     tables = {(t.share, t.schema, t.name) for t in client.list_all_tables()}
     share = f"grant-{grant['id']}"
@@ -437,7 +521,8 @@ def test_the_delta_sharing_client_reads_a_granted_table_projected_and_masked(
     assert list(frame.columns) == ["licence_number", "holder_name", "status", "division_code"]
     expected = served.clear(
         "SELECT licence_number, holder_name, holder_type FROM licence__licence"
-        " WHERE division_code IN ('451102', '451103') ORDER BY licence_number")  # fmt: skip
+        " WHERE division_code IN ('451102', '451103') ORDER BY licence_number"
+    )
     assert sorted(frame["licence_number"]) == [e[0] for e in expected]
     names = dict(zip(frame["licence_number"], frame["holder_name"], strict=True))
     for number, clear_name, holder_type in expected:
@@ -463,13 +548,31 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_its_schema(
 ) -> None:
     token = served.token("renshe")
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "st"), "run", f"{served.base}/openapi.json",
-         "--checks", "not_a_server_error,response_schema_conformance",
-         "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "7",
-         "--generation-database", "none", "--no-color", "--request-timeout", "30",
-         "-H", f"Authorization: Bearer {token}"],
-        capture_output=True, text=True, timeout=900, cwd=served.root,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{served.base}/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--request-timeout",
+            "30",
+            "-H",
+            f"Authorization: Bearer {token}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=served.root,
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert served.log(consumer="renshe", outcome="refused"), (
         "the fuzzer's bad requests are recorded"

@@ -42,16 +42,21 @@ class Served:
 
     def token(self, code: str) -> str:
         creds = self.credentials(code)
-        answer = httpx.post(f"{self.base}/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": code,
-            "client_secret": creds["client_secret"],
-        })  # fmt: skip
+        answer = httpx.post(
+            f"{self.base}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": code,
+                "client_secret": creds["client_secret"],
+            },
+        )
         assert answer.status_code == 200, answer.text
         return answer.json()["access_token"]
 
     def client(self, code: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={
-            "Authorization": f"Bearer {self.token(code)}"}, timeout=60)  # fmt: skip
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token(code)}"}, timeout=60
+        )
 
     def log(self, **where) -> list[dict]:
         """Access-log rows matching every given column (path: a substring), newest first."""
@@ -84,9 +89,12 @@ def serve(root: Path, environment: dict | None = None, **limits: str) -> Served:
     variables |= {f"CITYLAKE_SERVICE_{k.upper()}": v for k, v in limits.items()}
     log = (root / "service.log").open("w")
     process = subprocess.Popen(
-        [CITYLAKE, "serve", "--port", str(port)], env=variables, cwd=REPO, stdout=log,
+        [CITYLAKE, "serve", "--port", str(port)],
+        env=variables,
+        cwd=REPO,
+        stdout=log,
         stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -43,8 +43,12 @@ def test_every_package_validates_with_frictionless_and_speaks_both_languages(env
     assert {w.package for w in written} == {p.name for p in spec.packages}
     for package in spec.packages:
         folder = env.open_data_dir / package.name
-        done = subprocess.run([FRICTIONLESS, "validate", "datapackage.json"], cwd=folder,
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [FRICTIONLESS, "validate", "datapackage.json"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout[-3000:]
         import json
 
@@ -72,8 +76,9 @@ def test_cells_counting_fewer_than_five_persons_are_suppressed(env, written) -> 
                         assert value == "" or int(value) == 0 or int(value) >= 5, (path, row)
                         checked += 1
             parquet = duckdb.sql(f"SELECT count(*) FROM '{path.with_suffix('.parquet')}'")
-            assert parquet.fetchone()[0] == next(w.rows for w in written
-                                                 if w.resource == resource.name)  # fmt: skip
+            assert parquet.fetchone()[0] == next(
+                w.rows for w in written if w.resource == resource.name
+            )
     assert checked > 0 and sum(w.suppressed for w in written) > 0
 
 
@@ -85,14 +90,22 @@ def test_an_export_holding_a_persons_name_or_number_is_refused_whole(env, writte
     ).fetchone()[0]
     clear.close()
     spec = load_spec()
-    leaking = spec.packages[0].resources[0].model_copy(update={
-        "sql": "SELECT division_code, name AS division_name, count(*) AS persons "
-               "FROM population__person GROUP BY ALL",
-        "fields": {"division_code": {"zh": "区县", "en": "District"},
-                   "division_name": {"zh": "区县", "en": "District"},
-                   "persons": {"zh": "人数", "en": "Persons"}},
-        "person_counts": [],
-    })  # fmt: skip
+    leaking = (
+        spec.packages[0]
+        .resources[0]
+        .model_copy(
+            update={
+                "sql": "SELECT division_code, name AS division_name, count(*) AS persons "
+                "FROM population__person GROUP BY ALL",
+                "fields": {
+                    "division_code": {"zh": "区县", "en": "District"},
+                    "division_name": {"zh": "区县", "en": "District"},
+                    "persons": {"zh": "人数", "en": "Persons"},
+                },
+                "person_counts": [],
+            }
+        )
+    )
     package = spec.packages[0].model_copy(update={"resources": [leaking]})
     with pytest.raises(OpenDataRefused) as refused:
         export(env, load_city(), spec.model_copy(update={"packages": [package]}))

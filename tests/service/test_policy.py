@@ -26,12 +26,23 @@ TODAY = dt.date(2026, 12, 3)
 
 def _grant(resource: str, fields: list[str], consumer: str = "renshe", clear=(), rows=None):
     return Application(
-        id="g-1", consumer=consumer, resource=resource, owner=RESOURCES[resource].owner.code,
-        purpose="test purpose", legal_basis="test basis", fields=tuple(fields),
-        clear_fields=tuple(clear), rows=rows or {}, valid_from=TODAY, valid_until=TODAY,
-        status="approved", submitted_at=dt.datetime.now(dt.UTC), decided_by="x",
-        decided_at=None, decision_note=None,
-    )  # fmt: skip
+        id="g-1",
+        consumer=consumer,
+        resource=resource,
+        owner=RESOURCES[resource].owner.code,
+        purpose="test purpose",
+        legal_basis="test basis",
+        fields=tuple(fields),
+        clear_fields=tuple(clear),
+        rows=rows or {},
+        valid_from=TODAY,
+        valid_until=TODAY,
+        status="approved",
+        submitted_at=dt.datetime.now(dt.UTC),
+        decided_by="x",
+        decided_at=None,
+        decision_note=None,
+    )
 
 
 def test_every_resource_has_an_owner_that_is_a_consumer_and_a_frequency() -> None:
@@ -70,8 +81,12 @@ def test_without_a_grant_only_unconditional_fields_and_only_with_an_unconditiona
 
 
 def test_a_grant_reads_its_fields_masks_personal_ones_unless_in_clear() -> None:
-    grant = _grant("population__person", ["id_number", "name", "phone"], clear=["id_number"],
-                   rows={"division_code": ["451121"]})  # fmt: skip
+    grant = _grant(
+        "population__person",
+        ["id_number", "name", "phone"],
+        clear=["id_number"],
+        rows={"division_code": ["451121"]},
+    )
     found = access(RESOURCES["population__person"], CONSUMERS["renshe"], [grant], None, None)
     assert found.fields == ("id_number", "name", "phone")
     assert found.masked() == ["name", "phone"]
@@ -104,8 +119,14 @@ def test_applications_ask_only_for_what_a_grant_can_give() -> None:
     with pytest.raises(Denied) as long:
         check_application(person, ["name"], [], {}, TODAY, TODAY + dt.timedelta(days=400))
     assert long.value.code == "bad_period"
-    check_application(person, ["id_number", "name"], ["name"], {"division_code": ["451102"]},
-                      TODAY, TODAY + dt.timedelta(days=30))  # fmt: skip
+    check_application(
+        person,
+        ["id_number", "name"],
+        ["name"],
+        {"division_code": ["451102"]},
+        TODAY,
+        TODAY + dt.timedelta(days=30),
+    )
 
 
 def test_every_department_that_delivers_is_a_consumer_that_can_approve() -> None:

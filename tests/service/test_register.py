@@ -28,11 +28,14 @@ def test_the_register_answers_and_follows_a_new_publication(tmp_path, monkeypatc
     monkeypatch.setenv("CITYLAKE_DATA_ROOT", str(tmp_path))
     env = load_environment()
     env.restricted_file.parent.mkdir(parents=True)
-    _publish(env.restricted_file, [
-        ("45110220050101008X", "韦小宝", True),
-        ("451102200501010020", "莫二", False),
-        ("452424800101001", "旧号", True),  # a legacy 15-digit number: never a valid answer
-    ])  # fmt: skip
+    _publish(
+        env.restricted_file,
+        [
+            ("45110220050101008X", "韦小宝", True),
+            ("451102200501010020", "莫二", False),
+            ("452424800101001", "旧号", True),  # a legacy 15-digit number: never a valid answer
+        ],
+    )
     published = data.Published(env)
     assert data.verify(published, PERSON, "45110220050101008x", "韦小宝")["code"] == "match"
     dead = data.verify(published, PERSON, "451102200501010020", "莫二")
