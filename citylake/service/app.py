@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import swagger_ui
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +55,8 @@ from citylake.service.resources import (
 from citylake.service_state import Application, ApplicationError, Store
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+STATIC = Path(__file__).resolve().parent / "static"
+SWAGGER_UI = Path(swagger_ui.__file__).resolve().parent / "static"
 RESERVED_PARAMS = {"fields", "cursor", "limit", "grant"}
 PERSON_RESOURCE = "population__person"
 
@@ -199,9 +203,11 @@ def create_app(
             "access is recorded. Tokens: POST /oauth/token with your client credentials."
         ),
         version="1.0",
-        docs_url="/docs",
+        docs_url=None,  # /docs below: Swagger UI served from here, not from a CDN
         redoc_url=None,
     )
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_UI), name="swagger")
+    app.mount("/static/service", StaticFiles(directory=STATIC), name="static")
     app.state.service = service
     app.add_middleware(AuditMiddleware, store=store)
 
@@ -624,6 +630,10 @@ def _pages(app: FastAPI, service: Service) -> None:
     def catalogue_entry(request: Request, name: ResourceName) -> dict[str, Any]:
         request.state.audit |= {"service": "catalogue", "resource": name}
         return service.resource(name).as_json()
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(request: Request):
+        return TEMPLATES.TemplateResponse(request, "docs.html", {"city": service.city})
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict:

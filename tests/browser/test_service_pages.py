@@ -114,3 +114,19 @@ def test_the_open_data_page_lists_every_package_with_working_downloads(
         assert answer.status_code == 200, link
     _shot(served, page, "open_data")
     assert served.last(path="/open-data")["outcome"] == "granted"
+
+
+def test_the_openapi_page_renders_from_the_service_itself(served: Served, page) -> None:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    outside: list[str] = []
+    page.on(
+        "request", lambda r: outside.append(r.url) if not r.url.startswith(served.base) else None
+    )
+    page.goto(f"{served.base}/docs")
+    page.locator(".opblock").first.wait_for(timeout=60_000)
+    assert page.locator(".opblock").count() >= 15
+    assert "数据共享交换服务" in page.inner_text(".information-container")
+    _shot(served, page, "docs")
+    assert not outside, outside  # no CDN: the city network has no internet
+    assert not errors, errors
