@@ -1,6 +1,7 @@
 """The data-health tables of the serving file, from ops.* and quarantine.*: deliveries, quarantine
-by reason, each source's freshness, quality results and gates, and the task runs. The pipeline
-health dashboard reads them; each works (empty) before its ops table exists.
+by reason, each source's freshness, quality results and gates, the task runs, and the data
+service's accesses (health_access, for the security officer's sharing audit). The dashboards read
+them; each works (empty) before its ops table exists.
 """
 
 from __future__ import annotations
@@ -150,4 +151,43 @@ def health_tables(
                   WHEN state IN ('failed', 'upstream_failed') THEN '失败 failed'
                   ELSE coalesce(state, '未知 unknown') END AS outcome
         FROM health_runs ORDER BY started_at
+    """)
+
+
+# The outcomes of ops.access_log (citylake/service/audit.py), as the audit dashboard names them.
+ACCESS_OUTCOMES = {
+    "granted": "准予 granted",
+    "denied": "拒绝 denied",
+    "refused": "不合规 refused",
+    "error": "错误 error",
+}
+
+
+def access_table(con: duckdb.DuckDBPyConnection, scan: Scan) -> None:
+    """health_access: the data service's requests per city day, consumer, service, resource,
+    outcome and reason, with the denials, the reads of personal data in clear and the rows
+    returned. No path, token or grant id: the state database keeps those for the officer."""
+    log = scan("ops", "access_log") or (
+        "(SELECT NULL::TIMESTAMPTZ AS at, NULL::VARCHAR AS consumer, NULL::VARCHAR AS service,"
+        " NULL::VARCHAR AS resource, NULL::VARCHAR AS outcome, NULL::VARCHAR AS reason,"
+        " NULL::VARCHAR AS clear_fields, NULL::BIGINT AS rows_returned WHERE false)"
+    )
+    outcomes = " ".join(
+        f"WHEN {_sql_text(k)} THEN {_sql_text(v)}" for k, v in ACCESS_OUTCOMES.items()
+    )
+    con.execute(f"""
+        CREATE TABLE health_access AS
+        SELECT CAST(timezone('Asia/Shanghai', a.at) AS DATE) AS access_date,
+            coalesce(a.consumer, '') AS consumer,
+            coalesce(c.name, '未识别 unidentified') AS consumer_name,
+            coalesce(a.service, '') AS service, coalesce(a.resource, '') AS resource,
+            CASE a.outcome {outcomes} ELSE a.outcome END AS outcome,
+            coalesce(a.reason, '') AS reason,
+            count(*)::BIGINT AS requests,
+            (count(*) FILTER (WHERE a.outcome = 'denied'))::BIGINT AS denials,
+            (count(*) FILTER (WHERE coalesce(a.clear_fields, '[]') NOT IN ('[]', 'null')))::BIGINT
+                AS personal_reads,
+            coalesce(sum(a.rows_returned), 0)::BIGINT AS rows_returned
+        FROM {log} a LEFT JOIN ref_consumer c ON c.consumer = a.consumer
+        GROUP BY ALL ORDER BY ALL
     """)

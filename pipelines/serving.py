@@ -15,12 +15,12 @@ import duckdb
 
 from citylake import masking
 from citylake.catalogue import GOLD_TABLES, GoldTable
-from citylake.config import City, SourceContract
+from citylake.config import City, SourceContract, load_consumers
 from citylake.errors import CityLakeError
 from citylake.lake import Scan, columns_of, load_extensions
 from citylake.lake import sql_text as _sql_text
 from citylake.reasons import reason_texts
-from pipelines.health import health_tables
+from pipelines.health import access_table, health_tables
 
 MARTS_DIR = Path(__file__).resolve().parent / "marts"
 
@@ -115,6 +115,13 @@ def _reference_tables(
             for c in sorted(contracts.values(), key=lambda c: c.source_id)
         ],
     )
+    con.execute(
+        "CREATE TABLE ref_consumer (consumer VARCHAR PRIMARY KEY, name VARCHAR, name_en VARCHAR)"
+    )
+    con.executemany(
+        "INSERT INTO ref_consumer VALUES (?, ?, ?)",
+        [(c.code, c.name, c.name_en) for c in load_consumers(contracts=contracts).values()],
+    )
     texts = reason_texts()
     con.execute(
         "CREATE TABLE ref_reason (rule VARCHAR PRIMARY KEY, reason_zh VARCHAR, reason_en VARCHAR)"
@@ -182,4 +189,5 @@ def build_serving(
     for name, sql in marts().items():
         con.execute(f"CREATE {kind} {name} AS {sql}")
     health_tables(con, scan, contracts)
+    access_table(con, scan)
     return counts

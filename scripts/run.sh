@@ -76,8 +76,8 @@ CityLake is running after $((SECONDS - started)) s (stop it with: make stop)
   Airflow   http://127.0.0.1:8080   user admin, password in $secrets/airflow_passwords.json (key "admin")
   Superset  http://127.0.0.1:8088   user admin, password in $secrets/superset_admin_password
             城市运行综合指挥 City Operations: http://127.0.0.1:8088/superset/dashboard/city_operations/
-            also /superset/dashboard/{population,legal_entity_credit,licence_service,data_health}/
-            users leader, analyst_<county code>, engineer: passwords in $secrets/superset_<user>_password
+            also /superset/dashboard/{population,legal_entity_credit,licence_service,data_health,sharing_audit}/
+            users leader, security, analyst_<county code>, engineer: passwords in $secrets/superset_<user>_password
   Quality   Data Docs $CITYLAKE_DATA_ROOT/quality/data_docs/index.html
             delivery reports $CITYLAKE_DATA_ROOT/quality/reports/<department>/<date>.md (citylake report <department>)
   Service   http://127.0.0.1:8090   数据共享交换服务: catalogue /catalogue, open data /open-data, API /docs

@@ -143,6 +143,17 @@ OPS_TYPES = {
         "table_version": "BIGINT",
     },
 }
+OPS_TYPES["access_log"] = {
+    "id": "BIGINT",
+    "at": "TIMESTAMPTZ",
+    "consumer": "VARCHAR",
+    "service": "VARCHAR",
+    "resource": "VARCHAR",
+    "outcome": "VARCHAR",
+    "reason": "VARCHAR",
+    "clear_fields": "VARCHAR",
+    "rows_returned": "BIGINT",
+}
 QUARANTINE_TYPES = {
     "division_code": "VARCHAR",
     "reason_codes": "VARCHAR[]",
@@ -554,6 +565,30 @@ def make_small_city(
                     }
                 )
     rows["ops/quality_results"] = results
+    # The data service's accesses: granted reads, a read in clear, denials and a bad request.
+    accesses = []
+    pattern = [
+        ("renshe", "query", "population__person", "granted", None, '["id_number"]', 20),
+        ("renshe", "verify", "population__person", "granted", "match", None, 1),
+        ("yibao", "exchange", "licence__licence", "granted", None, "[]", 40),
+        ("jiaoyu", "query", "population__person", "denied", "grant_required", None, None),
+        ("zhengwu", "query", "population__person", "denied", "not_shareable", None, None),
+        ("jiaoyu", "query", "legal_entity__entity", "refused", "page_too_large", None, None),
+    ]
+    for i in range(60):
+        consumer, service, resource, outcome, reason, clear, returned = pattern[i % len(pattern)]
+        accesses.append({
+            "id": i + 1,
+            "at": INGESTED_AT + dt.timedelta(minutes=i),
+            "consumer": consumer,
+            "service": service,
+            "resource": resource,
+            "outcome": outcome,
+            "reason": reason,
+            "clear_fields": clear,
+            "rows_returned": returned,
+        })  # fmt: skip
+    rows["ops/access_log"] = accesses
     for source_id, reasons in {
         "gongan__household_register": [
             ["id_number.check_character"],

@@ -126,6 +126,7 @@ def test_every_reference_in_the_bundle_resolves(tmp_path: Path) -> None:
         "legal_entity_credit",
         "licence_service",
         "data_health",
+        "sharing_audit",
     }
 
 

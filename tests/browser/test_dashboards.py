@@ -215,6 +215,23 @@ def test_operations_numbers_equal_the_serving_file(superset: SupersetInstance, b
         assert on_page["超期率 Overdue share"] == f"{share:.1%}"
 
 
+def test_the_security_officer_sees_every_access_of_the_data_service(
+    superset: SupersetInstance, browser
+) -> None:
+    page = DashboardPage(browser, superset, "security")
+    page.open("sharing_audit")
+    page.assert_no_chart_failed("sharing_audit")
+    with duckdb.connect(str(superset.serving_file), read_only=True) as con:
+        requests, denials, reads = con.execute(
+            "SELECT sum(requests), sum(denials), sum(personal_reads) FROM health_access"
+        ).fetchone()
+    assert requests > denials > 0 and reads > 0  # the small city has all three
+    assert page.big_number("访问次数 Requests") == f"{requests:,}"
+    assert page.big_number("拒绝次数 Denials") == f"{denials:,}"
+    assert page.big_number("明文个人信息读取 Personal data read in clear") == f"{reads:,}"
+    page.context.close()
+
+
 def test_county_analyst_sees_only_its_county(superset: SupersetInstance, browser) -> None:
     page = DashboardPage(browser, superset, f"analyst_{COUNTY}")
     page.open(OPERATIONS)

@@ -293,7 +293,7 @@ def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
     assert dags["citylake_city"]["failed_tasks"] == []
     from citylake.orchestration import source_ids
 
-    assert len(dags) == len(source_ids()) + 3  # + build, quality_publish, city
+    assert len(dags) == len(source_ids()) + 4  # + build, quality_publish, city, sharing
     assert summary["freshness"] is not None
     assert isinstance(summary["freshness"]["overdue"], list)
     screenshot = _screenshot_grid(env, port, "citylake_city")

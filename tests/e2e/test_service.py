@@ -383,7 +383,7 @@ def test_a_page_of_a_million_is_refused_and_the_cursor_walks_every_row_once(
         r[0]
         for r in served.clear("SELECT credit_code FROM legal_entity__entity ORDER BY credit_code")
     ]
-    assert seen == expected and pages == -(-len(expected) // 7) + (len(expected) % 7 == 0)
+    assert seen == expected and pages == max(1, -(-len(expected) // 7))
 
 
 def test_a_burst_past_the_rate_limit_gets_429_with_retry_after_and_is_recorded(
