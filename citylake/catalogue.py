@@ -230,6 +230,16 @@ class GoldTable:
         return max((c.classes.grade.level for c in self.columns), key=GRADE_ORDER.index)
 
 
+def masked_sql(personal: Personal, column: str) -> str:
+    """The DuckDB expression that masks a personal column: its kind's rule (citylake.masking),
+    on natural persons' rows only where the metadata says so (entities stay in clear)."""
+    quoted = f'"{column}"'
+    expression = masking.sql(personal.kind, quoted)
+    if personal.persons_only:
+        return f"CASE WHEN {personal.persons_only.sql} THEN {expression} ELSE {quoted} END"
+    return expression
+
+
 def serving_columns(table: GoldTable) -> dict[str, tuple[str, str]]:
     """Column → (type, description) as the serving file names its columns: a personal column only
     as <column>_masked (and an ID number's keyed hash as <column>_key), lineage as it is. What the

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from citylake import masking
-from citylake.catalogue import GOLD_TABLES, GoldTable
+from citylake.catalogue import GOLD_TABLES, GoldTable, masked_sql
 from citylake.config import City, SourceContract, load_consumers
 from citylake.errors import CityLakeError
 from citylake.lake import Scan, columns_of, load_extensions
@@ -52,10 +52,7 @@ def masked_select(table: GoldTable, pepper: str) -> str:
         if kind is None:
             items.append(f'"{column}"')
             continue
-        expression = masking.sql(kind.kind, f'"{column}"')
-        if kind.persons_only:
-            expression = f'CASE WHEN {kind.persons_only.sql} THEN {expression} ELSE "{column}" END'
-        items.append(f'{expression} AS "{column}_masked"')
+        items.append(f'{masked_sql(kind, column)} AS "{column}_masked"')
         if kind.kind in masking.KEYED:
             items.append(f'sha256({_sql_text(pepper)} || "{column}") AS "{column}_key"')
     return ",\n    ".join(items)

@@ -21,8 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from citylake import masking
-from citylake.catalogue import GOLD_TABLES, LIBRARY_TITLES, CatalogueColumn, GoldTable, gold_table
+from citylake.catalogue import (
+    GOLD_TABLES,
+    LIBRARY_TITLES,
+    CatalogueColumn,
+    GoldTable,
+    gold_table,
+    masked_sql,
+)
 from citylake.classification import SHARING_ORDER
 from citylake.config import Consumer, Frequency, SourceContract
 from citylake.service_state import Application
@@ -176,15 +182,10 @@ class Access:
         items = []
         for name in self.fields:
             column = self.resource.field(name)
-            quoted = f'"{name}"'
             if column.personal is None or name in self.clear:
-                items.append(quoted)
-                continue
-            expression = masking.sql(column.personal.kind, quoted)
-            if column.personal.persons_only:
-                rows = column.personal.persons_only.sql
-                expression = f"CASE WHEN {rows} THEN {expression} ELSE {quoted} END"
-            items.append(f"{expression} AS {quoted}")
+                items.append(f'"{name}"')
+            else:
+                items.append(f'{masked_sql(column.personal, name)} AS "{name}"')
         return ", ".join(items)
 
     def masked(self) -> list[str]:
