@@ -108,9 +108,6 @@ class Application(BaseModel):
     decided_at: dt.datetime | None
     decision_note: str | None
 
-    def active_on(self, day: dt.date) -> bool:
-        return self.status == "approved" and self.valid_from <= day <= self.valid_until
-
     def as_json(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -127,6 +124,10 @@ def _application(row: sa.Row) -> Application:
 
 class ApplicationError(ValueError):
     """An application cannot move as asked (unknown, not the owner's, decided already)."""
+
+
+class NoSuchApplication(ApplicationError):
+    """No application has that id."""
 
 
 class Store:
@@ -214,7 +215,7 @@ class Store:
                 sa.select(applications).where(applications.c.id == application_id)
             ).first()
         if row is None:
-            raise ApplicationError(f"no application {application_id}")
+            raise NoSuchApplication(f"no application {application_id}")
         return _application(row)
 
     def applications(
@@ -234,15 +235,16 @@ class Store:
         with self.engine.connect() as con:
             return [_application(r) for r in con.execute(query)]
 
-    def grants(self, consumer: str, resource: str, day: dt.date) -> list[Application]:
-        """The consumer's approved applications for a resource that are valid on `day`."""
+    def grants(self, consumer: str, resource: str | None, day: dt.date) -> list[Application]:
+        """The consumer's approved applications valid on `day`, for one resource or (None) all."""
         query = sa.select(applications).where(
             applications.c.consumer == consumer,
-            applications.c.resource == resource,
             applications.c.status == "approved",
             applications.c.valid_from <= day,
             applications.c.valid_until >= day,
         )
+        if resource is not None:
+            query = query.where(applications.c.resource == resource)
         with self.engine.connect() as con:
             return [_application(r) for r in con.execute(query)]
 
@@ -302,10 +304,6 @@ class Store:
                 self._writer.start()
         self._queue.put((dict(entry, at=_now()), future))
         return future
-
-    def record(self, entry: dict) -> None:
-        """One access, committed before this returns."""
-        self.record_async(entry).result(timeout=60)
 
     def _write_loop(self) -> None:
         statement = sa.insert(access_log)

@@ -28,7 +28,7 @@ import swagger_ui
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,7 +52,7 @@ from citylake.service.resources import (
     check_application,
     resources,
 )
-from citylake.service_state import Application, ApplicationError, Store
+from citylake.service_state import Application, ApplicationError, NoSuchApplication, Store
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -160,9 +160,9 @@ class Service:
 
         return dt.datetime.now(ZoneInfo(CITY_TIMEZONE)).date()
 
-    def grants(self, consumer: str, resource: str) -> list:
-        """The consumer's valid grants for a resource today, from the state on every request:
-        another server process or the CLI may have decided a moment ago."""
+    def grants(self, consumer: str, resource: str | None) -> list:
+        """The consumer's valid grants today, for one resource or (None) all, from the state on
+        every request: another server process or the CLI may have decided a moment ago."""
         return self.store.grants(consumer, resource, self.today())
 
     def resource(self, name: str) -> Resource:
@@ -520,9 +520,10 @@ def _data_routes(app: FastAPI, service: Service) -> None:
             decided = service.store.decide(
                 application_id, consumer.code, body.approve, f"api:{consumer.code}", body.note
             )
+        except NoSuchApplication as exc:
+            raise Denied(404, "cannot_decide", str(exc)) from exc
         except ApplicationError as exc:
-            code = 404 if str(exc).startswith("no application") else 403
-            raise Denied(code, "cannot_decide", str(exc)) from exc
+            raise Denied(403, "cannot_decide", str(exc)) from exc
         request.state.audit["resource"] = decided.resource
         return decided
 
@@ -660,7 +661,3 @@ def _matches(resource: Resource, q: str, library: str, sharing: str) -> bool:
         + [f"{f['name']} {f['zh']} {f['en']}" for f in described["fields"]]
     ).lower()
     return all(term in haystack for term in q.lower().split())
-
-
-def file_response(path: Path, media_type: str | None = None) -> FileResponse:
-    return FileResponse(path, media_type=media_type)

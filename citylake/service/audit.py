@@ -3,8 +3,8 @@
 `AuditMiddleware` (pure ASGI) holds back the start of every response until the request's row is
 committed to the access log (citylake.service_state): granted or denied, 200 or 401, token
 or none. If the row cannot be written the answer is a 503, never an unrecorded 200. Endpoints
-add what they know (consumer, token, resource, grant, purpose, fields, rows returned, outcome)
-to `request.state.audit`.
+add what they know (consumer, token, resource, grant, purpose, fields, rows returned)
+to `request.state.audit`; the outcome follows from the status.
 
 `Limits` is the per-consumer token bucket (service.rate_per_s, service.burst) and daily quota
 (service.daily_quota, counted per city day from the access log on first use): 429 with
@@ -44,7 +44,6 @@ AUDIT_KEYS = (
     "fields",
     "clear_fields",
     "rows_returned",
-    "outcome",
     "reason",
 )
 
@@ -83,7 +82,7 @@ class AuditMiddleware:
                 "method": scope["method"],
                 "path": path[:2000],
                 "status": status,
-                "outcome": audit.get("outcome") or outcome_of(status),
+                "outcome": outcome_of(status),
                 "client": f"{client[0]}:{client[1]}" if client else None,
             }
 

@@ -75,7 +75,9 @@ def routes(app: FastAPI, service, current_consumer: Callable) -> None:
                 found[SHARED].append(
                     (resource, access(resource, consumer, [], None, None, "exchange"))
                 )
-            for grant in service.grants(consumer.code, resource.name):
+        for grant in service.grants(consumer.code, None):  # one query for every grant
+            resource = service.resources.get(grant.resource)
+            if resource is not None:
                 found[_grant_share(grant.id)] = [
                     (resource, access(resource, consumer, [grant], grant.id, None, "exchange"))
                 ]
