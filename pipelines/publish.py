@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from citylake import secret_files
 from citylake.catalogue import GOLD_TABLES
 from citylake.config import City, Environment, SourceContract
 from citylake.errors import CityLakeError
@@ -88,16 +89,7 @@ def restricted_file(env: Environment) -> Path:
 def serving_pepper(env: Environment) -> str:
     """The secret mixed into <column>_key hashes, generated once (an unsalted SHA-256 of an
     18-digit ID number is reversed by trying every birth date and sequence number)."""
-    import secrets
-
-    path = env.secrets / "serving_pepper"
-    if not path.exists():
-        env.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
-        partial = path.with_suffix(".partial")
-        partial.write_text(secrets.token_urlsafe(32))
-        partial.chmod(0o600)
-        os.replace(partial, path)
-    return path.read_text().strip()
+    return secret_files.read_or_create(env.secrets / "serving_pepper", 32)
 
 
 def default_as_of(con: duckdb.DuckDBPyConnection, scan: Scan) -> dt.date:

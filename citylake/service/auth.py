@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 import uuid
@@ -25,6 +24,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from citylake import secret_files
 from citylake.config import Consumer, Environment
 from citylake.service_state import Store
 
@@ -36,21 +36,9 @@ class AuthError(Exception):
     """No, a bad, an expired or a tampered credential; the message says which (never why not)."""
 
 
-def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_suffix(".partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
-
-
 def signing_key(env: Environment) -> bytes:
     """The key that signs tokens and file URLs, generated once (mode 600)."""
-    path = env.secrets / "service_jwt_key"
-    if not path.exists():
-        _write_secret(path, secrets.token_urlsafe(48))
-    return path.read_text(encoding="utf-8").strip().encode()
+    return secret_files.read_or_create(env.secrets / "service_jwt_key", 48).encode()
 
 
 def credentials_file(env: Environment, code: str) -> Path:
@@ -80,7 +68,7 @@ def ensure_credentials(env: Environment, store: Store, consumers: dict[str, Cons
             "token_url": f"{base}/oauth/token",
             "services": consumer.services,
         }
-        _write_secret(path, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        secret_files.write(path, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
         made.append(code)
     return made
 
