@@ -259,7 +259,7 @@ def worker_app() -> FastAPI:
     app = create_app()
     service: Service = app.state.service
     with contextlib.suppress(Denied):  # nothing published yet: loaded on the first check
-        data.register(service.published, service.resource(PERSON_RESOURCE))
+        service.published.register(PERSON_RESOURCE)
     # What start-up loaded (catalogue, contracts, libraries) lives as long as the process: keep
     # it out of the cyclic collector's scans, which otherwise cost a request much of its time.
     gc.collect()
@@ -549,8 +549,8 @@ def _data_routes(app: FastAPI, service: Service) -> None:
                 f"{consumer.name} 未开通身份证核验服务 (verify not enabled)",
             )
         person = service.resource(PERSON_RESOURCE)
-        if not data.register_loaded(service.published):  # a new publication: load it aside
-            await anyio.to_thread.run_sync(data.register, service.published, person)
+        if not service.published.register_loaded():  # a new publication: load it aside
+            await anyio.to_thread.run_sync(service.published.register, person.name)
         answer = data.verify(service.published, person, body.id_number, body.name)
         request.state.audit |= {
             "rows_returned": 0 if answer["code"] in ("not_found", "invalid_number") else 1,

@@ -53,7 +53,7 @@ class Published:
         self.identity: tuple | None = None
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._versions: dict[str, int | None] = {}
-        self.register: tuple | None = None  # (identity, Register) of 身份证核验
+        self._register: tuple | None = None  # (identity, Register) of 身份证核验
         self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def _current(self) -> tuple[duckdb.DuckDBPyConnection, tuple]:
@@ -107,6 +107,19 @@ class Published:
                 self._cursors.append(local.cursor)
             local.identity = identity
         return local.cursor
+
+    def register_loaded(self) -> bool:
+        """Whether the register of the file now published is in memory already."""
+        self.cursor()  # notices a new publication
+        return self._register is not None and self._register[0] == self.identity
+
+    def register(self, table: str) -> Register:
+        """The register of the file now published, loaded once per publication and process."""
+        if not self.register_loaded():
+            with self.lock:
+                if self._register is None or self._register[0] != self.identity:
+                    self._register = (self.identity, Register(self, table))
+        return self._register[1]
 
     def query(self, sql: str, values: list | None = None, arrow: bool = False):
         """Rows (or an Arrow table) of a query on the current file, retried once when a
@@ -282,32 +295,13 @@ class Register:
         return self.names[at].as_py(), self.alive[at].as_py()
 
 
-def register_loaded(published: Published) -> bool:
-    """Whether the register of the file now published is in memory already."""
-    published.cursor()  # notices a new publication
-    return published.register is not None and published.register[0] == published.identity
-
-
-def register(published: Published, person: Resource) -> Register:
-    """The register of the file now published, loaded once per publication and process."""
-    published.cursor()  # notices a new publication
-    identity = published.identity
-    held = published.register
-    if held is None or held[0] != identity:
-        with published.lock:
-            held = published.register
-            if held is None or held[0] != identity:
-                held = published.register = (identity, Register(published, person.name))
-    return held[1]
-
-
 def verify(published: Published, person: Resource, id_number: str, name: str) -> dict:
     """一致 / 不一致 / 查无此人 / 号码无效, and whether a matching person is recorded deceased:
     nothing else about the person leaves the service."""
     number = normalised(id_number)
     if len(number) != 18 or not ric.is_valid(number):
         return {"result": VERIFY_ANSWERS["invalid_number"], "code": "invalid_number"}
-    found = register(published, person).find(number)
+    found = published.register(person.name).find(number)
     if found is None:
         return {"result": VERIFY_ANSWERS["not_found"], "code": "not_found"}
     registered, alive = found

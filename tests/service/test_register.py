@@ -43,9 +43,9 @@ def test_the_register_answers_and_follows_a_new_publication(tmp_path, monkeypatc
     assert data.verify(published, PERSON, "451102200501010020", "莫三")["code"] == "mismatch"
     assert data.verify(published, PERSON, "452424800101001", "旧号")["code"] == "invalid_number"
     assert data.verify(published, PERSON, "451102200501010039", "某")["code"] == "not_found"
-    assert data.register_loaded(published)
+    assert published.register_loaded()
 
     _publish(env.restricted_file, [("451102200501010039", "新生", True)])
-    assert not data.register_loaded(published)
+    assert not published.register_loaded()
     assert data.verify(published, PERSON, "451102200501010039", "新生")["code"] == "match"
     assert data.verify(published, PERSON, "45110220050101008X", "韦小宝")["code"] == "not_found"
