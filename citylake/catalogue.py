@@ -240,6 +240,23 @@ def masked_sql(personal: Personal, column: str) -> str:
     return expression
 
 
+# The clear copy (the data service's) carries each personal column masked beside it, computed
+# once at publication by masked_sql: a request picks a column instead of evaluating the rule.
+STORED_MASK = "__masked"
+
+
+def clear_select(table: GoldTable) -> str:
+    """The SELECT list that copies a gold table into the clear file: every column as it is, and
+    each personal column's mask as <column>__masked."""
+    items = [f'"{c}"' for c in table.column_names]
+    items += [
+        f'{masked_sql(c.personal, c.name)} AS "{c.name}{STORED_MASK}"'
+        for c in table.columns
+        if c.personal is not None
+    ]
+    return ", ".join(items)
+
+
 def serving_columns(table: GoldTable) -> dict[str, tuple[str, str]]:
     """Column → (type, description) as the serving file names its columns: a personal column only
     as <column>_masked (and an ID number's keyed hash as <column>_key), lineage as it is. What the

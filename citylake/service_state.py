@@ -77,6 +77,15 @@ access_log = sa.Table(
     sa.Column("client", sa.String(64)),
 )
 
+# A counter each decision and revocation raises in its own transaction: a process holding the
+# grants in memory reads one row per request to learn whether they are still current.
+state_changes = sa.Table(
+    "state_changes",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
 STATUSES = ("pending", "approved", "rejected", "revoked")
 
 
@@ -144,9 +153,23 @@ class Store:
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        try:
+            with self.engine.begin() as con:
+                if con.execute(self._generation).first() is None:
+                    con.execute(sa.insert(state_changes).values(name="grants", generation=0))
+        except sa.exc.IntegrityError:  # another process inserted it first
+            pass
+        self._grants: tuple[int, dt.date, dict[str, list[Application]]] | None = None
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+
+    _generation = sa.select(state_changes.c.generation).where(state_changes.c.name == "grants")
+    _bump = (
+        sa.update(state_changes)
+        .where(state_changes.c.name == "grants")
+        .values(generation=state_changes.c.generation + 1)
+    )
 
     @classmethod
     def for_environment(cls, env: Environment) -> Store:
@@ -236,17 +259,27 @@ class Store:
             return [_application(r) for r in con.execute(query)]
 
     def grants(self, consumer: str, resource: str | None, day: dt.date) -> list[Application]:
-        """The consumer's approved applications valid on `day`, for one resource or (None) all."""
-        query = sa.select(applications).where(
-            applications.c.consumer == consumer,
-            applications.c.status == "approved",
-            applications.c.valid_from <= day,
-            applications.c.valid_until >= day,
-        )
-        if resource is not None:
-            query = query.where(applications.c.resource == resource)
+        """The consumer's approved applications valid on `day`, for one resource or (None) all.
+
+        Held in memory and read again only when a decision or revocation (by any process) has
+        raised the generation since, or on a new day: one row read per request instead of a
+        query of the applications and a model built per grant."""
         with self.engine.connect() as con:
-            return [_application(r) for r in con.execute(query)]
+            generation = con.execute(self._generation).scalar_one()
+            held = self._grants
+            if held is None or held[:2] != (generation, day):
+                # The generation is read first: a decision committed between the two reads is
+                # in the grants read here and raises the generation, so they are read again.
+                query = sa.select(applications).where(
+                    applications.c.status == "approved",
+                    applications.c.valid_from <= day,
+                    applications.c.valid_until >= day,
+                )
+                by_consumer: dict[str, list[Application]] = {}
+                for row in con.execute(query):
+                    by_consumer.setdefault(row.consumer, []).append(_application(row))
+                held = self._grants = (generation, day, by_consumer)
+        return [g for g in held[2].get(consumer, ()) if resource is None or g.resource == resource]
 
     def decide(
         self, application_id: str, owner: str, approve: bool, decided_by: str, note: str = ""
@@ -271,6 +304,7 @@ class Store:
                     decision_note=note,
                 )
             )
+            con.execute(self._bump)
         return self.application(application_id)
 
     def revoke(self, application_id: str, owner: str, decided_by: str, note: str) -> Application:
@@ -285,6 +319,7 @@ class Store:
                     status="revoked", decided_by=decided_by, decided_at=_now(), decision_note=note
                 )
             )
+            con.execute(self._bump)
         return self.application(application_id)
 
     # -- the access log ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from citylake import masking
-from citylake.catalogue import GOLD_TABLES, GoldTable, masked_sql
+from citylake.catalogue import GOLD_TABLES, GoldTable, clear_select, masked_sql
 from citylake.config import City, SourceContract, load_consumers
 from citylake.errors import CityLakeError
 from citylake.lake import Scan, columns_of, load_extensions
@@ -168,8 +168,9 @@ def build_serving(
             f"CREATE {kind} {table.name} AS SELECT {masked_select(table, pepper)} FROM {relation}"
         )
         if clear is not None:
-            listed = ", ".join(f'"{c}"' for c in table.column_names)
-            clear.execute(f"CREATE TABLE {table.name} AS SELECT {listed} FROM {relation}")
+            clear.execute(
+                f"CREATE TABLE {table.name} AS SELECT {clear_select(table)} FROM {relation}"
+            )
             # The data service looks rows up by key (and ID numbers for 身份证核验): an ART
             # index makes that a sub-millisecond probe instead of a scan of the table.
             keys = ", ".join(f'"{k}"' for k in table.key)

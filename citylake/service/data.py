@@ -243,19 +243,24 @@ def page(
 
 
 def by_key(published: Published, access: Access, key_values: dict[str, str]) -> dict | None:
-    """The row with this key within the grant's rows; Denied when it exists only outside them."""
+    """The row with this key within the grant's rows; Denied when it exists only outside them.
+
+    One query, the key alone in its WHERE: any further condition there makes DuckDB scan the
+    table instead of probing the key index (about 50 ms instead of 0.5 at 2,000,000 persons),
+    so whether the row lies within the grant is a column of the answer."""
     resource = access.resource
     types = resource.table.column_types
     grant_sql, grant_values = access.row_condition()
     match = " AND ".join(f'"{k}" = {_bound(types[k])}' for k in resource.table.key)
     key_list = [key_values[k] for k in resource.table.key]
-    sql = f"SELECT {access.select_list()} FROM {resource.name} WHERE {match} AND {grant_sql}"
-    rows = _run(published, sql, key_list + grant_values)
-    if rows:
-        return dict(zip(access.fields, map(plain, rows[0]), strict=True))
-    if access.rows and _run(published, f"SELECT 1 FROM {resource.name} WHERE {match}", key_list):
+    sql = f"SELECT {grant_sql}, {access.select_list()} FROM {resource.name} WHERE {match}"
+    rows = _run(published, sql, grant_values + key_list)
+    if not rows:
+        return None
+    inside, *values = rows[0]
+    if not inside:
         raise Denied(403, "outside_grant", "该记录超出授权的行范围 (the row is outside the grant)")
-    return None
+    return dict(zip(access.fields, map(plain, values), strict=True))
 
 
 # ----------------------------------------------------------------------------- 身份证核验

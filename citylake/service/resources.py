@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from citylake.catalogue import (
     GOLD_TABLES,
     LIBRARY_TITLES,
+    STORED_MASK,
     CatalogueColumn,
     GoldTable,
     gold_table,
@@ -178,12 +179,16 @@ class Access:
     grant: Application | None
     readable: frozenset[str] = frozenset()  # what it may read (and filter on), asked for or not
 
-    def select_list(self) -> str:
+    def select_list(self, stored_masks: bool = True) -> str:
+        """The fields, personal ones masked unless in clear: from the masks the clear file
+        stores (stored_masks) or, on any other relation (a Delta version), by the rule itself."""
         items = []
         for name in self.fields:
             column = self.resource.field(name)
             if column.personal is None or name in self.clear:
                 items.append(f'"{name}"')
+            elif stored_masks:
+                items.append(f'"{name}{STORED_MASK}" AS "{name}"')
             else:
                 items.append(f'{masked_sql(column.personal, name)} AS "{name}"')
         return ", ".join(items)

@@ -263,7 +263,8 @@ def routes(app: FastAPI, service, current_consumer: Callable) -> None:
             try:
                 relation = delta_relation(lake_path, version)
                 rows = con.execute(
-                    f"SELECT {granted.select_list()} FROM {relation} WHERE {condition}", values
+                    f"SELECT {granted.select_list(stored_masks=False)} FROM {relation} WHERE {condition}",
+                    values,
                 ).fetch_arrow_table()
             except Exception as exc:  # noqa: BLE001 - an old version may predate a column
                 raise Denied(
