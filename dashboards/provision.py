@@ -153,7 +153,7 @@ def planned_access(access_file: Path = ACCESS_FILE, city_file: Path = CITY_FILE)
     unknown = {u["role"] for u in users.values()} - set(roles)
     if unknown:
         raise ValueError(f"{access_file}: users name roles that are not defined: {sorted(unknown)}")
-    return {"roles": roles, "users": users}
+    return {"roles": roles, "users": users, "audit_datasets": spec.get("audit_datasets", [])}
 
 
 def read_or_create_password(secrets_dir: Path, username: str) -> tuple[str, bool]:
@@ -205,6 +205,8 @@ def apply_access(plan: dict, secrets_dir: Path) -> dict:
     masked_datasets = (
         db.session.query(SqlaTable).filter_by(database_id=databases["masked"].id).all()
     )
+    if missing := set(plan["audit_datasets"]) - {d.table_name for d in masked_datasets}:
+        raise SystemExit(f"access.yaml: audit_datasets {sorted(missing)} are not in the bundle")
     summary: dict = {"roles": {}, "users": {}}
     for name, spec in plan["roles"].items():
         role = security_manager.find_role(name) or security_manager.add_role(name)
@@ -212,7 +214,11 @@ def apply_access(plan: dict, secrets_dir: Path) -> dict:
         for database in spec.get("databases", []):
             wanted.append(("database_access", databases[database].perm))
         if spec.get("datasets") == "masked":
-            wanted += [("datasource_access", d.perm) for d in masked_datasets]
+            wanted += [
+                ("datasource_access", d.perm)
+                for d in masked_datasets
+                if spec.get("audit") or d.table_name not in plan["audit_datasets"]
+            ]
         # The role is exactly what access.yaml says: stale grants are dropped.
         role.permissions = [
             security_manager.add_permission_view_menu(permission, view)

@@ -184,6 +184,9 @@ def test_access_plan_gives_each_county_its_own_row_filter() -> None:
     assert with_sql_lab == ["data_engineer"]
     assert "sql_lab" not in plan["roles"]["city_leader"]["builtin"]
     assert "admin" not in plan["users"], "the admin is created by superset.sh init"
+    # the access log of the data service: the security officer's alone among the masked roles
+    assert plan["audit_datasets"] == ["health_access"]
+    assert [n for n, r in plan["roles"].items() if r.get("audit")] == ["security_officer"]
 
 
 def test_gold_datasets_describe_every_column_from_the_catalogue(tmp_path: Path) -> None:

@@ -232,6 +232,26 @@ def test_the_security_officer_sees_every_access_of_the_data_service(
     page.context.close()
 
 
+def test_only_the_security_officer_reads_the_access_log(superset: SupersetInstance) -> None:
+    """health_access (who read what, for what purpose) is for the roles with `audit: true`; the
+    other roles over the masked file see every other dataset."""
+
+    def datasets(username: str) -> set[str]:
+        with _api(superset, username) as client:
+            response = client.get("/api/v1/dataset/", params={"q": "(page_size:100)"})
+            response.raise_for_status()
+            return {row["table_name"] for row in response.json()["result"]}
+
+    officer, leader, analyst = (
+        datasets("security"),
+        datasets("leader"),
+        datasets(f"analyst_{COUNTY}"),
+    )
+    assert "health_access" in officer
+    assert "health_access" not in leader and "health_access" not in analyst
+    assert officer - {"health_access"} == leader == analyst
+
+
 def test_county_analyst_sees_only_its_county(superset: SupersetInstance, browser) -> None:
     page = DashboardPage(browser, superset, f"analyst_{COUNTY}")
     page.open(OPERATIONS)
