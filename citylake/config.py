@@ -141,6 +141,8 @@ class Column(ColumnClasses):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     header: str  # as delivered, in Chinese: the column's Chinese description
+    # The column's English description, beside the Chinese header wherever silver shows a column.
+    en: str = Field(min_length=1)
     type: ColumnType = "string"
     required: bool = False
     pii: PiiKind | None = None
@@ -150,6 +152,11 @@ class Column(ColumnClasses):
     # 4 for amounts and areas; 7 for degrees of longitude and latitude (about 1 cm).
     scale: int = Field(default=4, ge=0, le=10)
     description: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The column as silver describes it: the Chinese header, then its English description."""
+        return f"{self.header} {self.en}"
 
     @model_validator(mode="after")
     def _scale_is_for_decimals(self) -> Column:

@@ -2,8 +2,9 @@
 
 For one department and one delivery date, per file: rows received, accepted and quarantined; the
 quarantined rows counted by reason code with the rule's text (quality/reason_codes.yaml, Chinese
-and English) and a few examples, personal data masked; the quality checks that failed on that
-delivery (bronze) and on the table it feeds (silver); and whether each source is on time.
+and English), the column as its contract describes it (header and English description) and a few
+examples, personal data masked; the quality checks that failed on that delivery (bronze) and on
+the table it feeds (silver); and whether each source is on time.
 
 Inputs are Delta tables read with DuckDB, so the report needs no Spark session:
 ops.ingest_manifest, quarantine.<source_id>, ops.quality_results. The report is Markdown, written
@@ -170,7 +171,7 @@ def _file_report(con, env, contract, source_file, batch_id, received, bronze) ->
             reasons.append(
                 ReasonCount(
                     code=code,
-                    column=f"{shown.header} {column}" if shown else "整行 whole row",
+                    column=shown.label if shown else "整行 whole row",
                     rule=f"{text['zh']} ({text['en']})",
                     count=count,
                     examples=[(row, _masked(value, kind)) for row, value in examples],

@@ -30,6 +30,13 @@ def test_every_gold_column_has_descriptions_and_all_three_classes_with_reasons()
                 assert len(given.reason) >= 8, (table.name, column.name)
 
 
+def test_every_silver_column_is_described_in_chinese_and_english_by_its_contract():
+    for contract in CONTRACTS.values():
+        for column in contract.columns:
+            assert column.header.strip() and column.en.strip(), (contract.source_id, column.name)
+            assert column.label == f"{column.header} {column.en}"
+
+
 def test_every_silver_column_has_its_classes_from_the_contract():
     for contract in CONTRACTS.values():
         for column in contract.columns:

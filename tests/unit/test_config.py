@@ -77,10 +77,27 @@ def test_business_key_must_be_a_column(conf):
         load_contracts(conf)
 
 
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [("", "Field required"), (", en: ''", "at least 1 character")],
+)
+def test_a_column_without_its_english_description_names_file_and_key(conf, given, problem):
+    path = conf / "sources" / "gongan__household_register.yaml"
+    text = path.read_text(encoding="utf-8").replace(
+        "header: 户号, en: Household number", f"header: 户号{given}"
+    )
+    assert "en: Household number" not in text
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_contracts(conf)
+    assert f"{path}: key 'columns.5.en': " in str(error.value)
+    assert problem in str(error.value)
+
+
 def test_scale_is_only_for_decimal_columns(conf):
     path = conf / "sources" / "zhujian__buildings.yaml"
     text = path.read_text(encoding="utf-8").replace(
-        "header: 竣工日期, type: date", "header: 竣工日期, type: date, scale: 2"
+        "en: Date of completion, type: date", "en: Date of completion, type: date, scale: 2"
     )
     assert "scale: 2" in text
     path.write_text(text, encoding="utf-8")

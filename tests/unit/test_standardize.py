@@ -239,12 +239,14 @@ def test_credit_codes_and_optional_numbers_follow_the_contract(spark):
                 {
                     "name": "credit_code",
                     "header": "统一社会信用代码",
+                    "en": "Unified social credit code (GB 32100)",
                     "type": "credit_code",
                     "required": True,
                 },
                 {
                     "name": "legal_rep_id_number",
                     "header": "法定代表人身份证号",
+                    "en": "Legal representative's citizen ID number (GB 11643)",
                     "type": "id_number",
                 },
             ],
