@@ -63,20 +63,20 @@ def delta_scan(env: Environment, versions: dict[str, int | None] | None = None) 
     return scan
 
 
-def passed_versions(con: duckdb.DuckDBPyConnection, scan: Scan) -> dict[str, int]:
-    """For each gold table, the newest Delta version whose every hard expectation passed."""
+def gate_passed(con: duckdb.DuckDBPyConnection, scan: Scan) -> dict[str, list[int]]:
+    """For each gold table, every Delta version whose every hard expectation passed, ascending."""
     results = scan("ops", "quality_results")
     if results is None:
         return {}
     rows = con.execute(f"""
-        SELECT table_name, max(table_version) FROM (
+        SELECT table_name, list(DISTINCT table_version ORDER BY table_version) FROM (
             SELECT table_name, table_version, run_id
             FROM {results} WHERE layer = 'gold'
             GROUP BY ALL
             HAVING bool_and(success OR severity = 'soft')
         ) GROUP BY table_name
     """).fetchall()
-    return {name: version for name, version in rows}
+    return {name: list(versions) for name, versions in rows}
 
 
 # ----------------------------------------------------------------------------- the publication
@@ -132,14 +132,17 @@ def _served_before(target: Path) -> dict | None:
         return None  # an older file without the state, or a damaged one: publish anew
 
 
-def served_versions(env: Environment) -> tuple[dict[str, int | None], list[str]]:
+def served_versions(
+    env: Environment,
+) -> tuple[dict[str, int | None], list[str], dict[str, list[int]]]:
     """Per gold table the version to serve: the newest one whose gate passed (a newer version
     not judged yet waits for its own gate); None for a table not built yet. Also the tables
-    still missing. Raises PublicationBlocked for a table of which no version ever passed."""
+    still missing, and per table the gate-passed versions up to the one served (what Delta
+    Sharing may read). Raises PublicationBlocked for a table of which no version ever passed."""
     scan = delta_scan(env)
     with duckdb.connect() as con:
         load_extensions(con, "delta")
-        passed = passed_versions(con, scan)
+        passed = gate_passed(con, scan)
     versions: dict[str, int | None] = {}
     missing = []
     for table in GOLD_TABLES:
@@ -153,8 +156,9 @@ def served_versions(env: Environment) -> tuple[dict[str, int | None], list[str]]
                 f"gold.{table.name}: no version has passed its quality gate yet (newest: "
                 f"{current}); the serving file is unchanged"
             )
-        versions[table.name] = passed[table.name]
-    return versions, missing
+        versions[table.name] = passed[table.name][-1]
+    readable = {name: passed[name] for name, version in versions.items() if version is not None}
+    return versions, missing, readable
 
 
 def publish(
@@ -176,7 +180,7 @@ def publish(
         contracts = load_contracts()
     started = time.perf_counter()
     target, clear_target = env.serving_file, restricted_file(env)
-    versions, missing = served_versions(env)
+    versions, missing, readable = served_versions(env)
     state = served_state(env, versions)
     if _served_before(target) == state and restricted_file(env).exists():
         return {
@@ -204,6 +208,12 @@ def publish(
         shown = max(days) if days else as_of or default_as_of(con, scan)
         counts = build_serving(
             con, scan, city, contracts, shown, serving_pepper(env), versions, clear
+        )
+        # What Delta Sharing may read of each table (citylake.service.sharing).
+        con.execute("CREATE TABLE serving_versions (table_name VARCHAR, gold_version BIGINT)")
+        con.executemany(
+            "INSERT INTO serving_versions VALUES (?, ?)",
+            [(name, v) for name, found in readable.items() for v in found],
         )
         con.execute("ALTER TABLE serving_info ADD COLUMN state_json VARCHAR")
         con.execute("UPDATE serving_info SET state_json = ?", [json.dumps(state, sort_keys=True)])

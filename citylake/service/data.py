@@ -53,6 +53,7 @@ class Published:
         self.identity: tuple | None = None
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._versions: dict[str, int | None] = {}
+        self._readable: dict[str, frozenset[int]] = {}
         self._register: tuple | None = None  # (identity, Register) of 身份证核验
         self._cursors: list[duckdb.DuckDBPyConnection] = []
 
@@ -73,7 +74,7 @@ class Published:
                     self._connection = duckdb.connect(
                         str(self.clear_path), read_only=True, config={"threads": 1}
                     )
-                    self._versions = self._read_versions()
+                    self._versions, self._readable = self._read_versions()
                     self.identity = identity
         return self._connection, self.identity
 
@@ -87,15 +88,29 @@ class Published:
         if self._connection is not None:
             self._connection.close()
 
-    def _read_versions(self) -> dict[str, int | None]:
+    def _read_versions(self) -> tuple[dict[str, int | None], dict[str, frozenset[int]]]:
+        """The gold version served of each table, and the versions Delta Sharing may read of
+        it: those whose gate passed, up to the one served (publication's serving_versions)."""
         if not self.masked_path.exists():
-            return {}
+            return {}, {}
         con = duckdb.connect(str(self.masked_path), read_only=True)
         try:
-            rows = con.execute("SELECT table_name, gold_version FROM serving_tables").fetchall()
+            served = dict(
+                con.execute("SELECT table_name, gold_version FROM serving_tables").fetchall()
+            )
+            listed = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+            found: dict[str, set[int]] = {}
+            if "serving_versions" in listed:
+                for name, version in con.execute("SELECT * FROM serving_versions").fetchall():
+                    found.setdefault(name, set()).add(version)
         finally:
             con.close()
-        return dict(rows)
+        readable = {
+            name: frozenset(found.get(name, set()) | {version})
+            for name, version in served.items()
+            if version is not None
+        }
+        return served, readable
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the current file."""
@@ -136,6 +151,10 @@ class Published:
     def version(self, name: str) -> int | None:
         self._current()
         return self._versions.get(name)
+
+    def readable_versions(self, name: str) -> frozenset[int]:
+        self._current()
+        return self._readable.get(name, frozenset())
 
 
 # ----------------------------------------------------------------------------- rows

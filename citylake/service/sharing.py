@@ -7,8 +7,9 @@ version=N)`. What it may see is what the data API gives it, in bulk:
     share "shared"        every resource it may read without a grant (its 无条件共享 fields)
     share "grant-<id>"    the one resource of an approved grant: its fields, rows and clear fields
 
-Schemas are the base libraries. A table is served at its published version or any earlier one
-still in the Delta log (`version`), never a version that has not been published. The answer is
+Schemas are the base libraries. A table is served at its published version or an earlier one
+whose quality gate passed (`version`; publication lists them), never one that failed its gate
+or has not been published. The answer is
 the parquet response format; each query's rows are written once into a Parquet file (projected,
 masked and filtered per access) that the client fetches by a signed URL of limited life.
 """
@@ -301,11 +302,14 @@ def routes(app: FastAPI, service, current_consumer: Callable) -> None:
         version = body.get("version", newest)
         if body.get("timestamp") is not None or body.get("startingVersion") is not None:
             raise Denied(422, "unsupported", "仅支持按版本读取快照 (snapshot by version only)")
-        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= newest:
+        readable = service.published.readable_versions(resource.name)
+        if not isinstance(version, int) or isinstance(version, bool) or version not in readable:
+            listed = ", ".join(map(str, sorted(readable)))
             raise Denied(
                 404,
                 "version_not_published",
-                f"{resource.name} 只可读取已发布的版本 0–{newest} (published versions only)",
+                f"{resource.name} 只可读取通过质量闸门并已发布的版本 {listed} "
+                "(gate-passed published versions only)",
             )
         name, size, rows = write_file(resource, granted, version)
         expires = int(time.time()) + service.env.service.file_url_ttl_s

@@ -226,3 +226,18 @@ def test_failed_hard_gate_leaves_the_serving_file_untouched(city_copy, spark):
             " AND table_name = 'population__person'"
         ).fetchone()[0]
     assert failed >= 1
+
+    # Mended (the passed version restored as a new one), gated and served: the failed version
+    # in between is never among those Delta Sharing may read.
+    lake.restore("gold", "population__person", passed)
+    flow.check_quality("population__person")
+    mended = lake.version("gold", "population__person")
+    assert flow.publish()["versions"]["population__person"] == mended == passed + 2
+    with duckdb.connect(str(city_copy.serving_file), read_only=True) as con:
+        readable = {
+            v
+            for (v,) in con.execute(
+                "SELECT gold_version FROM serving_versions WHERE table_name = 'population__person'"
+            ).fetchall()
+        }
+    assert {passed, mended} <= readable and passed + 1 not in readable
