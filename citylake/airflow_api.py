@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from citylake.config import CITY_TIMEZONE, Environment, load_environment
-from citylake.orchestration import ADMIN_USER, ALERTS_LOG, CITY_DAG_ID, PASSWORDS_FILE, Tag
+from citylake.orchestration.policy import ADMIN_USER, ALERTS_LOG, CITY_DAG_ID, PASSWORDS_FILE, Tag
 
 
 class AirflowError(RuntimeError):

@@ -1,12 +1,14 @@
-"""citylake_build_<library>: one DAG per base library of base_libraries/*.yml, from the factory.
+"""citylake_build: when an on-demand ingest updates a silver Asset, every gold table it reaches.
 
-    any Asset its gold tables read (silver, other libraries' gold)
-        ──► build_<table> → build_<table> ... (catalog order) ──► Asset citylake://gold/<table>
+    any Asset citylake://silver/<table>
+        ──► build_<table> (catalog order, after the tables it reads) → quality_<table>
+        ──► publish_serving
 
-A new metadata file in base_libraries/ is a new task here, a new library a new DAG, with no change to
-this file. Airflow wiring only (see citylake.orchestration); Spark is imported inside the tasks.
+A table whose inputs did not change is skipped in a second. A new metadata file in
+base_libraries/ is a new task here, with no change to this file. Airflow wiring only (see
+citylake.orchestration.factory); Spark is imported inside the tasks.
 """
 
-from citylake import orchestration
+from citylake.orchestration import factory
 
-globals().update(orchestration.generate("build"))
+globals().update(factory.generate("build"))

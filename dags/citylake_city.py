@@ -4,9 +4,9 @@
                                   └─► check_freshness (sources that missed their delivery window)
 
 A backfill or rerun of day D reproduces D without duplicating a row. Airflow wiring only (see
-citylake.orchestration); Spark is imported inside the tasks.
+citylake.orchestration.factory); Spark is imported inside the tasks.
 """
 
-from citylake import orchestration
+from citylake.orchestration import factory
 
-globals().update(orchestration.generate("city"))
+globals().update(factory.generate("city"))

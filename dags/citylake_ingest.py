@@ -4,10 +4,10 @@
 
 On demand only (citylake_city takes every delivery of its day): for a delivery that arrives
 after the day's run, or to backfill one source. A new contract in conf/sources/ is a new DAG here,
-with no change to this file. Airflow wiring only (see citylake.orchestration); Spark is imported
-inside the tasks.
+with no change to this file. Airflow wiring only (see citylake.orchestration.factory); Spark
+is imported inside the tasks.
 """
 
-from citylake import orchestration
+from citylake.orchestration import factory
 
-globals().update(orchestration.generate("ingest"))
+globals().update(factory.generate("ingest"))

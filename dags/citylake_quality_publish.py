@@ -3,9 +3,9 @@
     any Asset citylake://gold/<table> ──► quality_<table> (those that changed) ──► publish_serving
 
 Write, audit, publish: the serving file takes only gold versions whose gate passed. Airflow wiring only
-(see citylake.orchestration); Great Expectations is imported inside the tasks.
+(see citylake.orchestration.factory); Great Expectations is imported inside the tasks.
 """
 
-from citylake import orchestration
+from citylake.orchestration import factory
 
-globals().update(orchestration.generate("quality"))
+globals().update(factory.generate("quality"))

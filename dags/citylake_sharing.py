@@ -2,9 +2,9 @@
 
     access log of `citylake serve` (its state database) ──► carry_access_log ──► ops.access_log
 
-Airflow wiring only (see citylake.orchestration).
+Airflow wiring only (see citylake.orchestration.factory).
 """
 
-from citylake import orchestration
+from citylake.orchestration import factory
 
-globals().update(orchestration.generate("sharing"))
+globals().update(factory.generate("sharing"))

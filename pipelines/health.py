@@ -23,7 +23,8 @@ RUN_COLUMNS = {
     "duration_seconds": "DOUBLE",
     "error": "VARCHAR",
 }
-# ops.run_log (citylake/orchestration.py RUN_LOG_SCHEMA) logs one row per task event at logged_at.
+# ops.run_log (pipelines/ops.py, written by citylake/orchestration/policy.py) logs one row per
+# task event at logged_at.
 RUN_COLUMN_FALLBACKS = {"started_at": "logged_at", "ended_at": "logged_at"}
 
 
@@ -136,7 +137,7 @@ def health_tables(
         source = name if name in present else RUN_COLUMN_FALLBACKS.get(name)
         if source not in present:
             items.append(f'NULL::{kind} AS "{name}"')
-        elif kind == "DATE":  # citylake.orchestration logs logical_date as ISO text
+        elif kind == "DATE":  # citylake.orchestration.policy logs logical_date as ISO text
             items.append(
                 f'TRY_CAST(substr(CAST("{source}" AS VARCHAR), 1, 10) AS DATE) AS "{name}"'
             )

@@ -6,7 +6,7 @@
     silver_ledger     one row per batch silver holds, in the order applied, with the Delta
                       version of the silver table before and after (pipelines/ledger.py)
     quality_results   one row per expectation per validation (quality/runner.py)
-    run_log           one row per failed or retried task (citylake/orchestration.py)
+    run_log           one row per failed or retried task (citylake/orchestration/policy.py)
     integrity         one row per cross-library link per publication (base_libraries/integrity.py)
     landing_refusals  one row per entry of a day folder that was not taken (a symbolic link, a
                       hidden file, a folder, anything resolving outside the landing zone), why

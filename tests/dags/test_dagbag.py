@@ -1,5 +1,5 @@
 """DAG integrity and team policy, without any Airflow service: every DAG imports, cheaply, follows
-the rules in citylake.orchestration (owner, tags, retries, timeouts, alerts, pool), and its Assets
+the rules in citylake.orchestration.policy (owner, tags, retries, timeouts, alerts, pool), and its Assets
 and tasks are exactly what conf/sources and base_libraries/*.yml say, computed here again
 from those files rather than from the factory."""
 
@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 from citylake import catalogue
-from citylake import orchestration as orch
 from citylake.config import load_contracts
 from citylake.errors import CityLakeError
+from citylake.orchestration import policy, tasks
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
@@ -111,13 +111,13 @@ print(json.dumps(results))
 
 
 def test_owner_tags_and_catchup(dagbag):
-    tags = {t.value for t in orch.Tag}
+    tags = {t.value for t in policy.Tag}
     for dag in _dags(dagbag):
-        assert dag.owner == orch.OWNER
-        assert set(dag.tags) <= tags, f"{dag.dag_id}: tags {set(dag.tags) - tags} not in orch.Tag"
-        assert orch.Tag.CITYLAKE.value in dag.tags
+        assert dag.owner == policy.OWNER
+        assert set(dag.tags) <= tags, f"{dag.dag_id}: tags {set(dag.tags) - tags} not in policy.Tag"
+        assert policy.Tag.CITYLAKE.value in dag.tags
         role = ROLE[Path(dag.fileloc).stem.removeprefix("citylake_")]
-        assert set(dag.tags) & {t.value for t in orch.ROLE_TAGS} == {role}, dag.dag_id
+        assert set(dag.tags) & {t.value for t in policy.ROLE_TAGS} == {role}, dag.dag_id
         assert dag.catchup is False
         assert dag.max_active_runs == 1
 
@@ -126,14 +126,14 @@ def test_every_task_retries_alerts_times_out_and_uses_the_spark_pool(dagbag):
     for dag in _dags(dagbag):
         for task in dag.tasks:
             where = f"{dag.dag_id}.{task.task_id}"
-            assert task.owner == orch.OWNER, where
+            assert task.owner == policy.OWNER, where
             assert task.retries >= 1, where
             assert task.retry_exponential_backoff, where
             assert task.execution_timeout is not None, where
             assert task.execution_timeout <= dt.timedelta(hours=1), where
-            assert orch.alert_on_failure in (task.on_failure_callback or []), where
-            assert orch.record_retry in (task.on_retry_callback or []), where
-            assert task.pool == orch.SPARK_POOL, where
+            assert policy.alert_on_failure in (task.on_failure_callback or []), where
+            assert policy.record_retry in (task.on_retry_callback or []), where
+            assert task.pool == policy.SPARK_POOL, where
 
 
 def test_no_cycles(dagbag):
@@ -233,21 +233,21 @@ def test_the_city_dag_runs_the_whole_chain(dagbag):
     ],
 )
 def test_partition_date_is_the_logical_date_in_the_city(logical_date, expected):
-    assert orch.partition_date({"logical_date": logical_date}) == expected
+    assert tasks.partition_date({"logical_date": logical_date}) == expected
 
 
 def test_partition_date_is_a_plain_date_even_from_pendulum():
     # PySpark's DateType refuses pendulum.Date, which is what pendulum's .date() returns.
     import pendulum
 
-    day = orch.partition_date({"logical_date": pendulum.datetime(2026, 11, 26, 16, tz="UTC")})
+    day = tasks.partition_date({"logical_date": pendulum.datetime(2026, 11, 26, 16, tz="UTC")})
     assert type(day) is dt.date
     assert day == dt.date(2026, 11, 27)
 
 
 def test_partition_date_of_a_run_without_logical_date_is_its_run_after():
     run = SimpleNamespace(run_after=dt.datetime(2026, 11, 27, 1, 30, tzinfo=dt.UTC))
-    assert orch.partition_date({"logical_date": None, "dag_run": run}) == dt.date(2026, 11, 27)
+    assert tasks.partition_date({"logical_date": None, "dag_run": run}) == dt.date(2026, 11, 27)
 
 
 def _event(uri: str, day: str | None, dag_id: str = "citylake_ingest_x"):
@@ -263,7 +263,7 @@ def test_an_asset_triggered_run_takes_the_newest_day_its_events_name():
     }
     run = SimpleNamespace(run_after=dt.datetime(2026, 12, 5, tzinfo=dt.UTC))
     context = {"logical_date": None, "dag_run": run, "triggering_asset_events": events}
-    assert orch.partition_date(context) == dt.date(2026, 11, 27)
+    assert tasks.partition_date(context) == dt.date(2026, 11, 27)
 
 
 # ----------------------------------------------------------------------------- errors and alerts
@@ -274,9 +274,9 @@ class _Broken(CityLakeError):
 
 
 def test_contract_violations_are_not_transient():
-    assert orch.is_transient(ConnectionResetError("Spark Connect went away"))
-    assert orch.is_transient(TimeoutError())
-    assert not orch.is_transient(_Broken("row 3, column id_number"))
+    assert policy.is_transient(ConnectionResetError("Spark Connect went away"))
+    assert policy.is_transient(TimeoutError())
+    assert not policy.is_transient(_Broken("row 3, column id_number"))
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
@@ -285,7 +285,7 @@ def test_contract_violations_are_not_transient():
         except _Broken as error:
             raise AirflowFailException(str(error)) from error
     except AirflowFailException as wrapped:
-        assert not orch.is_transient(wrapped)
+        assert not policy.is_transient(wrapped)
 
 
 def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
@@ -303,7 +303,7 @@ def test_a_contract_violation_fails_the_task_at_once(monkeypatch):
     def flaky(*_):
         raise ConnectionResetError("Spark Connect went away")
 
-    task = orch._contract_violations_fail()(orch.quality_task)  # what _operator runs
+    task = tasks.contract_violations_fail()(tasks.quality_task)  # what _operator runs
     monkeypatch.setattr(flow, "check_quality", broken)
     with pytest.raises(AirflowFailException, match="DeliveryError: landing/x.csv: line 3"):
         task("population__person")
@@ -318,14 +318,14 @@ def test_a_contract_violation_outside_the_step_fails_at_once_too():
 
     from citylake.config import ConfigError
 
-    @orch._contract_violations_fail()
+    @tasks.contract_violations_fail()
     def task_body():
         raise ConfigError("conf/sources/x.yaml: key 'columns.8.future_allowed': not permitted")
 
     with pytest.raises(AirflowFailException, match="ConfigError: conf/sources/x.yaml") as failed:
         task_body()
     # the alert names the violation, not Airflow's wrapper around it
-    record = orch._alert_record(_failed_context(failed.value), "failed")
+    record = policy._alert_record(_failed_context(failed.value), "failed")
     assert record["error_type"] == "ConfigError"
     assert record["is_transient"] is False
 
@@ -362,11 +362,11 @@ def _failed_context(exception):
 def test_an_alert_goes_to_the_log_file_and_the_webhook(tmp_path, monkeypatch, webhook):
     url, received = webhook
     alerts = tmp_path / "alerts" / "city.log"
-    monkeypatch.setenv(orch.ALERT_LOG_VARIABLE, str(alerts))
-    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, url)
-    monkeypatch.setattr(orch, "_record_run_log", lambda record: None)  # Delta: see below
-    orch.alert_on_failure(_failed_context(_Broken("no file\ndelivered")))
-    orch.alert_on_failure(_failed_context(None))
+    monkeypatch.setenv(policy.ALERT_LOG_VARIABLE, str(alerts))
+    monkeypatch.setenv(policy.ALERT_WEBHOOK_VARIABLE, url)
+    monkeypatch.setattr(policy, "_record_run_log", lambda record: None)  # Delta: see below
+    policy.alert_on_failure(_failed_context(_Broken("no file\ndelivered")))
+    policy.alert_on_failure(_failed_context(None))
     lines = alerts.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     fields = lines[0].split("\t")
@@ -381,20 +381,20 @@ def test_an_alert_goes_to_the_log_file_and_the_webhook(tmp_path, monkeypatch, we
 
 
 def test_a_silent_webhook_does_not_hide_the_failure(tmp_path, monkeypatch):
-    monkeypatch.setenv(orch.ALERT_LOG_VARIABLE, str(tmp_path / "alerts.log"))
-    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, "http://127.0.0.1:9/nobody")
-    monkeypatch.setattr(orch, "_record_run_log", lambda record: None)
-    orch.alert_on_failure(_failed_context(ValueError("boom")))
+    monkeypatch.setenv(policy.ALERT_LOG_VARIABLE, str(tmp_path / "alerts.log"))
+    monkeypatch.setenv(policy.ALERT_WEBHOOK_VARIABLE, "http://127.0.0.1:9/nobody")
+    monkeypatch.setattr(policy, "_record_run_log", lambda record: None)
+    policy.alert_on_failure(_failed_context(ValueError("boom")))
     assert "ValueError: boom" in (tmp_path / "alerts.log").read_text(encoding="utf-8")
 
 
 @pytest.mark.spark
 def test_failures_and_retries_land_in_ops_run_log(spark, data_root, monkeypatch):
-    monkeypatch.delenv(orch.ALERT_WEBHOOK_VARIABLE, raising=False)
-    monkeypatch.delenv(orch.ALERT_LOG_VARIABLE, raising=False)
-    orch.record_retry(_failed_context(ConnectionResetError("Spark Connect went away")))
-    orch.alert_on_failure(_failed_context(_Broken("row 3, column id_number")))
-    path = data_root / "lake" / "ops" / orch.RUN_LOG_TABLE
+    monkeypatch.delenv(policy.ALERT_WEBHOOK_VARIABLE, raising=False)
+    monkeypatch.delenv(policy.ALERT_LOG_VARIABLE, raising=False)
+    policy.record_retry(_failed_context(ConnectionResetError("Spark Connect went away")))
+    policy.alert_on_failure(_failed_context(_Broken("row 3, column id_number")))
+    path = data_root / "lake" / "ops" / policy.RUN_LOG_TABLE
     rows = spark.read.format("delta").load(str(path)).orderBy("state").collect()
     assert [(r.state, r.is_transient, r.error_type) for r in rows] == [
         ("failed", False, "_Broken"),
@@ -414,14 +414,14 @@ def test_the_freshness_check_alerts_each_overdue_source(tmp_path, monkeypatch, w
     pytest.importorskip("quality.freshness", reason="quality.freshness not importable here")
     url, received = webhook
     monkeypatch.setenv("CITYLAKE_DATA_ROOT", str(tmp_path))
-    monkeypatch.setenv(orch.ALERT_WEBHOOK_VARIABLE, url)
-    monkeypatch.delenv(orch.ALERT_LOG_VARIABLE, raising=False)
+    monkeypatch.setenv(policy.ALERT_WEBHOOK_VARIABLE, url)
+    monkeypatch.delenv(policy.ALERT_LOG_VARIABLE, raising=False)
     ti = SimpleNamespace(
         dag_id="citylake_city", task_id="check_freshness", run_id="r", try_number=1
     )
     context = {"logical_date": dt.datetime(2026, 11, 26, 16, tzinfo=dt.UTC), "ti": ti}
-    monkeypatch.setattr(orch, "_context", lambda: context)
-    overdue = orch.freshness_task()
+    monkeypatch.setattr(tasks, "_context", lambda: context)
+    overdue = tasks.freshness_task()
     assert {s["source_id"] for s in overdue} == set(CONTRACTS)
     assert all(s["last_delivery"] is None for s in overdue)
     json.dumps(overdue)  # an XCom: JSON-able
@@ -439,19 +439,19 @@ def test_a_weekly_source_without_delivery_is_skipped_a_daily_one_is_not(tmp_path
     by_frequency = {c.frequency: s for s, c in sorted(CONTRACTS.items(), reverse=True)}
     day = dt.date(2026, 11, 27)
     # daily: not skipped here; flow.ingest itself fails on the missing delivery, and alerts
-    assert orch.skip_unless_delivered(by_frequency["daily"], day) is None
+    assert tasks.skip_unless_delivered(by_frequency["daily"], day) is None
     with pytest.raises(AirflowSkipException, match="delivers weekly"):
-        orch.skip_unless_delivered(by_frequency["weekly"], day)
+        tasks.skip_unless_delivered(by_frequency["weekly"], day)
     contract = CONTRACTS[by_frequency["weekly"]]
     folder = tmp_path / "landing" / contract.department / contract.source_name / day.isoformat()
     folder.mkdir(parents=True)
     with pytest.raises(AirflowSkipException):  # an empty day folder delivers nothing
-        orch.skip_unless_delivered(by_frequency["weekly"], day)
+        tasks.skip_unless_delivered(by_frequency["weekly"], day)
     (folder / ".extract.csv.part").write_text("x\n", encoding="utf-8")
-    assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None  # ingest reports it
+    assert tasks.skip_unless_delivered(by_frequency["weekly"], day) is None  # ingest reports it
     (folder / ".extract.csv.part").rename(folder / "extract.csv")
-    assert orch.skip_unless_delivered(by_frequency["weekly"], day) is None
-    assert orch.delivered_days(by_frequency["weekly"], [day, day + dt.timedelta(days=1)]) == [day]
+    assert tasks.skip_unless_delivered(by_frequency["weekly"], day) is None
+    assert tasks.delivered_days(by_frequency["weekly"], [day, day + dt.timedelta(days=1)]) == [day]
 
 
 def test_the_sharing_dag_carries_the_access_log_every_15_minutes(dagbag):

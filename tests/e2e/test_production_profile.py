@@ -291,7 +291,7 @@ def test_the_city_dag_runs_twice_through_the_api_with_identical_results(stack):
     dags = {d["dag_id"]: d for d in summary["dags"]}
     assert dags["citylake_city"]["last_run"]["state"] == "success"
     assert dags["citylake_city"]["failed_tasks"] == []
-    from citylake.orchestration import source_ids
+    from citylake.orchestration.policy import source_ids
 
     assert len(dags) == len(source_ids()) + 4  # + build, quality_publish, city, sharing
     assert summary["freshness"] is not None
