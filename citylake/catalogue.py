@@ -257,20 +257,44 @@ def clear_select(table: GoldTable) -> str:
     return ", ".join(items)
 
 
-def serving_columns(table: GoldTable) -> dict[str, tuple[str, str]]:
-    """Column → (type, description) as the serving file names its columns: a personal column only
-    as <column>_masked (and an ID number's keyed hash as <column>_key), lineage as it is. What the
-    Superset datasets show analysts, and what the serving SQL must produce."""
-    found = {c: (LINEAGE_TYPES[c], d) for c, d in LINEAGE_DESCRIPTIONS.items()}
+@dataclass(frozen=True)
+class Served:
+    """One column of a gold table as the serving file names it: a column as it is ("clear"), a
+    personal column only as <column>_masked ("masked"), an ID number also as <column>_key, its
+    keyed hash ("key"). The one spelling of the serving names, for its SQL and its datasets."""
+
+    name: str
+    column: CatalogueColumn
+    form: Literal["clear", "masked", "key"]
+
+
+def served(table: GoldTable) -> list[Served]:
+    """The serving file's columns of a gold table (lineage excluded), in the table's order."""
+    found = []
     for column in table.columns:
+        if column.personal is None:
+            found.append(Served(column.name, column, "clear"))
+            continue
+        found.append(Served(f"{column.name}_masked", column, "masked"))
+        if column.personal.kind in masking.KEYED:
+            found.append(Served(f"{column.name}_key", column, "key"))
+    return found
+
+
+def serving_columns(table: GoldTable) -> dict[str, tuple[str, str]]:
+    """Column → (type, description) as the serving file names its columns (catalogue.served),
+    lineage as it is: what the Superset datasets show analysts."""
+    found = {c: (LINEAGE_TYPES[c], d) for c, d in LINEAGE_DESCRIPTIONS.items()}
+    for item in served(table):
+        column = item.column
         classes = column.classes
         tag = f"［{classes.sharing.level} · {classes.open.level} · {classes.grade.level}］"
-        if column.personal is None:
-            found[column.name] = (column.type, f"{column.description} {tag}")
-            continue
-        found[f"{column.name}_masked"] = ("VARCHAR", f"{column.description}（脱敏 masked） {tag}")
-        if column.personal.kind in masking.KEYED:
-            found[f"{column.name}_key"] = (
+        if item.form == "clear":
+            found[item.name] = (column.type, f"{column.description} {tag}")
+        elif item.form == "masked":
+            found[item.name] = ("VARCHAR", f"{column.description}（脱敏 masked） {tag}")
+        else:
+            found[item.name] = (
                 "VARCHAR",
                 f"{column.zh}的加密散列，可关联与计数、不可还原 "
                 f"Keyed hash of the {column.en[0].lower()}{column.en[1:]}: joins and counts, "

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from citylake import masking
-from citylake.catalogue import GOLD_TABLES, GoldTable, clear_select, masked_sql
+from citylake.catalogue import GOLD_TABLES, LINEAGE, GoldTable, clear_select, masked_sql, served
 from citylake.config import City, SourceContract, load_consumers
 from citylake.errors import CityLakeError
 from citylake.lake import Scan, columns_of, load_extensions
@@ -44,17 +43,15 @@ class GoldSchemaMismatch(CityLakeError, ValueError):
 
 
 def masked_select(table: GoldTable, pepper: str) -> str:
-    """The SELECT list that copies a gold table into the serving file with personal data masked."""
-    personal = table.personal
-    items = []
-    for column in table.column_names:
-        kind = personal.get(column)
-        if kind is None:
-            items.append(f'"{column}"')
-            continue
-        items.append(f'{masked_sql(kind, column)} AS "{column}_masked"')
-        if kind.kind in masking.KEYED:
-            items.append(f'sha256({_sql_text(pepper)} || "{column}") AS "{column}_key"')
+    """The SELECT list that copies a gold table into the serving file with personal data masked:
+    each column as catalogue.served names it, lineage as it is."""
+    expressions = {
+        "clear": lambda c: f'"{c.name}"',
+        "masked": lambda c: masked_sql(c.personal, c.name),
+        "key": lambda c: f'sha256({_sql_text(pepper)} || "{c.name}")',
+    }
+    items = [f'{expressions[s.form](s.column)} AS "{s.name}"' for s in served(table)]
+    items += [f'"{column}"' for column in LINEAGE]
     return ",\n    ".join(items)
 
 
