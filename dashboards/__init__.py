@@ -1,0 +1,1 @@
+"""The Superset bundle (YAML with fixed UUIDs), its configuration and its provisioning."""
