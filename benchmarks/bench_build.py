@@ -1,10 +1,15 @@
-"""The base libraries' build: the full city from landing to gold, then one incremental day.
+"""The whole city step by step, each step beside a bare Spark baseline; then one incremental day.
 
-    .venv/bin/python benchmarks/bench_build.py --scale 1.0 [--root DIR] [--repeat 3]
+    .venv/bin/python benchmarks/bench_build.py --scale 1.0 [--root DIR] [--repeat 3] [--steps-only]
 
 Prints, all in one process and one Spark session:
-1. full build: every source ingested and standardized, every gold table built (landing → gold),
-   wall seconds and the peak resident memory of the Spark driver JVM (sampled every 0.2 s);
+1. the whole city as `citylake run` does it (ingest and standardize every source, the silver gate
+   inside standardize; build every gold table; its gate; publish), per step: wall seconds, Spark
+   jobs and stages (the status tracker, one job group per step), files written under the lake,
+   and the same step done bare right after it (read → transform → write with no gates, counts,
+   ledger or manifests; a gate's bare pass is one aggregate over every column, publication's a
+   DuckDB copy of each gold table), so each step's overhead is a ratio. Then the landing → gold
+   total and the peak resident memory of the Spark driver JVM (sampled every 0.2 s);
 2. incremental day: a delivery of the household register and of the business registry in which 1%
    of keys changed (new addresses, so silver keeps history), ingested, standardized by MERGE and
    the gold tables rebuilt; its share of the full build (target < 10%);
@@ -16,6 +21,7 @@ Prints, all in one process and one Spark session:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -70,6 +76,167 @@ class PeakMemory:
         self._thread.join()
 
 
+class StepMeter:
+    """Wall seconds, Spark jobs and stages, and files written under the lake, of each step run
+    in its `with meter.step(name)`: one Spark job group per step, read from the status tracker
+    when the step ends (before the tracker's retained jobs roll over)."""
+
+    def __init__(self, spark, lake_root: Path) -> None:
+        self.context = spark.sparkContext
+        self.tracker = self.context.statusTracker()
+        self.lake_root = lake_root
+        self.rows: dict[str, dict] = {}
+
+    def _files(self) -> set[str]:
+        return {os.path.join(d, f) for d, _, names in os.walk(self.lake_root) for f in names}
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        before = self._files()
+        self.context.setJobGroup(name, name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            jobs = self.tracker.getJobIdsForGroup(name)
+            infos = [self.tracker.getJobInfo(j) for j in jobs]
+            self.rows[name] = {
+                "seconds": seconds,
+                "jobs": len(jobs),
+                "stages": sum(len(i.stageIds) for i in infos if i is not None),
+                "files": len(self._files() - before),
+            }
+            self.context.setLocalProperty("spark.jobGroup.id", None)
+
+
+def bare_steps(env, spark, lake, contracts, city, scratch: Path):
+    """The bare Spark (or DuckDB) baseline of each kind of step, by step name."""
+    from pyspark.sql import functions as F
+
+    from base_libraries.builds import builder
+    from citylake import catalogue, flow
+    from citylake.lake import load_extensions, scan_of
+    from pipelines import silver
+    from pipelines.standardize import division_eras_frame
+
+    def write(frame, name: str) -> None:
+        frame.write.format("delta").mode("overwrite").save(str(scratch / name))
+
+    def ingest(source_id: str):
+        contract = contracts[source_id]
+        if contract.format != "csv" or contract.encoding not in ("utf-8", "utf-8-sig"):
+            # Spark has no bare reader for it (a workbook, GeoJSON, a GBK text): no baseline
+            return None
+        folder = env.landing / contract.department / contract.source_name / DAY.isoformat()
+        reader = spark.read.option("header", True).option("encoding", "utf-8")
+        return lambda: write(
+            reader.option("sep", contract.delimiter).csv(str(folder)), f"ingest_{source_id}"
+        )
+
+    def standardize(source_id: str):
+        contract = contracts[source_id]
+
+        def run() -> None:
+            bronze = lake.read("bronze", source_id)
+            eras = division_eras_frame(spark)
+            standardized = silver.standardize(bronze, contract, city, eras, DAY)
+            write(silver.accepted(standardized), f"standardize_{source_id}")
+
+        return run
+
+    def build(table: str):
+        spec = catalogue.gold_table(table)
+
+        def run() -> None:
+            plan = flow.build_plan(lake, spec, DAY)
+            write(builder(table)(flow.build_inputs(lake, spec, plan)), f"build_{table}")
+
+        return run
+
+    def quality(table: str):
+        def run() -> None:
+            frame = lake.read("gold", table)
+            frame.select([F.count(F.col(f"`{c}`")) for c in frame.columns]).collect()
+
+        return run
+
+    def publish():
+        import duckdb
+
+        def run() -> None:
+            target = scratch / "serving_bare.duckdb"
+            target.unlink(missing_ok=True)
+            with duckdb.connect(str(target)) as con:
+                load_extensions(con, "delta")
+                for table in catalogue.GOLD_TABLES:
+                    relation = scan_of(env, "gold", table.name)
+                    if relation:
+                        con.execute(f"CREATE TABLE {table.name} AS SELECT * FROM {relation}")
+
+        return run
+
+    return {"ingest": ingest, "standardize": standardize, "build": build, "quality": quality,
+            "publish": lambda _: publish()}  # fmt: skip
+
+
+def whole_city(env, spark, lake, contracts, city) -> tuple[dict, dict]:
+    """The steps of `citylake run` in flow.run_city's order, each metered, each followed by its
+    bare baseline metered the same way. Returns (steps, baselines) by step name."""
+    from citylake import flow
+
+    scratch = Path(tempfile.mkdtemp(prefix="bare-", dir=env.root))
+    bare = bare_steps(env, spark, lake, contracts, city, scratch)
+    steps, baselines = StepMeter(spark, env.lake_root), StepMeter(spark, scratch)
+
+    def metered(kind: str, what, function, *args):
+        name = f"{kind} {what}" if what else "publish serving"
+        with steps.step(name):
+            result = function(*args)
+        baseline = bare[kind](what)
+        if baseline is not None:
+            with baselines.step(name):
+                baseline()
+        return result
+
+    sources, tables = flow.city_plan()
+    for source_id in sources:
+        if metered("ingest", source_id, flow.ingest, source_id, DAY)["files"]:
+            metered("standardize", source_id, flow.standardize, source_id, DAY)
+    for table in tables:
+        metered("build", table, flow.build, table, DAY)
+    for table in tables:
+        metered("quality", table, flow.check_quality, table)
+    metered("publish", None, flow.publish, DAY)
+    return steps.rows, baselines.rows
+
+
+def print_steps(steps: dict, baselines: dict) -> None:
+    print("\n| step | wall s | Spark jobs | stages | files | bare s | bare jobs | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, row in steps.items():
+        base = baselines.get(name)
+        cells = [name, f"{row['seconds']:.2f}", row["jobs"], row["stages"], row["files"]]
+        if base:
+            ratio = row["seconds"] / base["seconds"] if base["seconds"] else float("nan")
+            cells += [f"{base['seconds']:.2f}", base["jobs"], f"{ratio:.2f}"]
+        else:
+            cells += ["—", "—", "—"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    for kind in ("ingest", "standardize", "build", "quality", "publish"):
+        mine = [n for n in steps if n.startswith(kind)]
+        total = sum(steps[n]["seconds"] for n in mine)
+        bare = sum(baselines[n]["seconds"] for n in mine if n in baselines)
+        compared = sum(steps[n]["seconds"] for n in mine if n in baselines)
+        ratio = f"{compared / bare:.2f}" if bare else "—"
+        print(
+            f"  {kind:<12} {len(mine):3d} steps {total:8.1f} s   bare {bare:8.1f} s   ratio {ratio}"
+        )
+    total = sum(r["seconds"] for r in steps.values())
+    bare = sum(r["seconds"] for r in baselines.values())
+    print(f"  whole city   {len(steps):3d} steps {total:8.1f} s   bare {bare:8.1f} s")
+
+
 def write_changed_delivery(env, contract, column_name: str, share: float) -> int:
     """Copy DAY's file to NEXT_DAY with `share` of its rows, their `column_name` changed."""
     column_header = contract.column(column_name).header
@@ -103,6 +270,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--root", type=Path, help="data root (default: a new temporary folder)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--steps-only", action="store_true", help="stop after the step table")
     args = parser.parse_args()
 
     root = args.root or Path(tempfile.mkdtemp(prefix="citylake-build-"))
@@ -123,21 +291,20 @@ def main() -> None:
     spark.range(1).count()
     lake = Lake(env, spark)
 
-    # 1. The full build, landing → gold.
+    # 1. The whole city, step by step, each beside its bare baseline.
     with PeakMemory() as memory:
-        started = time.perf_counter()
-        step_seconds = {}
-        for source_id in flow.CITY["sources"]:
-            step_seconds[f"ingest {source_id}"], _ = timed(flow.ingest, source_id, DAY)
-            step_seconds[f"standardize {source_id}"], _ = timed(flow.standardize, source_id, DAY)
-        for table in flow.CITY["tables"]:
-            step_seconds[f"build {table}"], _ = timed(flow.build, table, DAY)
-        full = time.perf_counter() - started
+        steps, baselines = whole_city(env, spark, lake, contracts, city)
+    print(f"\nthe whole city at scale {args.scale}, step by step (data root {root})")
+    print_steps(steps, baselines)
+    full = sum(
+        r["seconds"] for n, r in steps.items() if n.split()[0] in ("ingest", "standardize", "build")
+    )
     rows = sum(lake.read("bronze", s).count() for s in flow.CITY["sources"])
-    print(f"\nfull build landing → gold, scale {args.scale}: {full:.1f} s wall ({rows:,} rows)")
-    print(f"  target < 900 s at scale 1.0; peak driver JVM RSS {memory.peak / 2**30:.2f} GiB")
-    for name, seconds in sorted(step_seconds.items(), key=lambda kv: -kv[1])[:8]:
-        print(f"  {seconds:7.1f} s  {name}")
+    print(f"\nlanding → gold (ingest, standardize, build), scale {args.scale}: {full:.1f} s wall "
+          f"({rows:,} rows delivered)")  # fmt: skip
+    print(f"  peak driver JVM RSS {memory.peak / 2**30:.2f} GiB (baselines included)")
+    if args.steps_only:
+        return
 
     # 2. One incremental day: 1% of the keys of two sources changed.
     changed = {
