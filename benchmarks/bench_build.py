@@ -125,11 +125,11 @@ def bare_steps(env, spark, lake, contracts, city, scratch: Path):
 
     def ingest(source_id: str):
         contract = contracts[source_id]
-        if contract.format != "csv" or contract.encoding not in ("utf-8", "utf-8-sig"):
-            # Spark has no bare reader for it (a workbook, GeoJSON, a GBK text): no baseline
-            return None
+        if contract.format != "csv":
+            return None  # Spark has no bare reader for a workbook or GeoJSON: no baseline
+        encoding = "utf-8" if contract.encoding == "utf-8-sig" else contract.encoding
         folder = env.landing / contract.department / contract.source_name / DAY.isoformat()
-        reader = spark.read.option("header", True).option("encoding", "utf-8")
+        reader = spark.read.option("header", True).option("encoding", encoding)
         return lambda: write(
             reader.option("sep", contract.delimiter).csv(str(folder)), f"ingest_{source_id}"
         )

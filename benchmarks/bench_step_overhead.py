@@ -64,14 +64,16 @@ def main() -> None:
     def gate(layer: str, table: str):
         def run() -> None:
             with contextlib.suppress(validation.QualityGateFailed):  # timed all the same
-                runner.check_table(lake, layer, table, DAY)
+                runner.check_table(lake, layer, table, DAY, again=True)  # not the verdict
 
         return run
 
     pieces = {
         "silver gate (silver.person)": gate("silver", "person"),
         "gold gate (gold.population__person)": gate("gold", "population__person"),
-        "gold build (population__person)": lambda: flow.build("population__person", DAY),
+        "gold build (population__person)": lambda: flow.build(
+            "population__person", DAY, force=True
+        ),
         "Delta append of 20 rows": lambda: lake.append(scratch, "ops", "bench_append"),
     }
     for piece in pieces.values():  # warm-up: first use of each code path
