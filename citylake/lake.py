@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Collection
 from importlib.resources import files
@@ -148,6 +149,23 @@ def duckdb_connection(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     return con
 
 
+_READER: dict[int, duckdb.DuckDBPyConnection] = {}  # process id → its in-memory DuckDB
+_READER_LOCK = threading.Lock()
+
+
+def reader() -> duckdb.DuckDBPyConnection:
+    """A cursor of this process's in-memory DuckDB, the delta extension loaded once per process
+    (a load costs some 0.1 s, and a step's reports used to pay it three times); a cursor per use,
+    as DuckDB wants across threads, closed by `with reader() as con`. A forked child opens its
+    own database rather than share its parent's."""
+    with _READER_LOCK:
+        database = _READER.get(os.getpid())
+        if database is None:
+            _READER.clear()
+            database = _READER[os.getpid()] = duckdb_connection()
+    return database.cursor()
+
+
 # Columns that say when a run happened, not what it found: left out of a fingerprint, so two
 # runs over the same deliveries fingerprint the same. In the lake, the ingest time of each row;
 # in a serving file, the run-time columns of the publication and of its health tables (which
@@ -181,7 +199,6 @@ class Lake:
     def __init__(self, env: Environment, spark: SparkSession | None = None):
         self.env = env
         self._spark = spark
-        self._duckdb: duckdb.DuckDBPyConnection | None = None
 
     @property
     def spark(self) -> SparkSession:
@@ -466,11 +483,8 @@ class Lake:
         return scan_of(self.env, layer, name, version)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor of the lake's own in-memory DuckDB: opened, extensions loaded, once per Lake
-        (a load costs some 0.3 s); a cursor per query, as DuckDB wants across threads."""
-        if self._duckdb is None:
-            self._duckdb = duckdb_connection()
-        return self._duckdb.cursor()
+        """A cursor of the process's in-memory DuckDB (citylake.lake.reader)."""
+        return reader()
 
     def query(self, sql: str, parameters: list | None = None) -> list[tuple]:
         """Run one DuckDB query (relations from scan()) and fetch its rows."""

@@ -36,15 +36,12 @@ class Freshness:
 
 def last_deliveries(env: Environment, on_date: dt.date) -> dict[str, dt.date]:
     """source_id → the newest delivery date on or before on_date, from ops.ingest_manifest."""
-    import duckdb
-
-    from citylake.lake import load_extensions, scan_of
+    from citylake.lake import reader, scan_of
 
     manifest = scan_of(env, "ops", "ingest_manifest")
     if manifest is None:
         return {}
-    with duckdb.connect() as con:
-        load_extensions(con, "delta")
+    with reader() as con:
         rows = con.execute(
             f"SELECT source_id, max(delivery_date) FROM {manifest} "
             "WHERE delivery_date <= ? GROUP BY source_id",

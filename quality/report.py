@@ -21,7 +21,7 @@ from citylake import masking
 from citylake.config import Environment, Frequency, SourceContract
 from citylake.errors import CityLakeError
 from citylake.exports import formula_safe, write_csv
-from citylake.lake import scan_of
+from citylake.lake import reader, scan_of
 from citylake.reasons import reason_texts
 from quality.freshness import freshness, last_deliveries
 
@@ -90,10 +90,6 @@ def collect(
     delivery_date: dt.date,
 ) -> DeliveryReport:
     """Gather the report's figures from the lake."""
-    import duckdb
-
-    from citylake.lake import load_extensions
-
     own = [c for c in contracts.values() if c.department == department]
     if not own:
         known = sorted({c.department for c in contracts.values()})
@@ -107,8 +103,7 @@ def collect(
     files: list[FileReport] = []
     failures: list[CheckFailure] = []
     checks_run = 0
-    with duckdb.connect() as con:
-        load_extensions(con, "delta")
+    with reader() as con:
         deliveries = con.execute(
             f"SELECT source_id, source_file, batch_id, rows_delivered, rows_bronze "
             f"FROM {manifest} WHERE delivery_date = ? AND source_id IN "
@@ -335,18 +330,13 @@ def write_quarantine_lists(
     row number, the reason codes and their rules in Chinese, the row a duplicate lost to, then
     the delivered values under the department's own headers (personal data masked) and the raw
     line of a record that could not be split. Every cell is formula-safe (citylake.exports)."""
-    import duckdb
-
-    from citylake.lake import load_extensions
-
     texts = reason_texts()
     batches: dict[str, list[str]] = {}
     for file in report.files:
         if file.quarantined:
             batches.setdefault(file.source_id, []).append(file.batch_id)
     written: dict[str, Path] = {}
-    with duckdb.connect() as con:
-        load_extensions(con, "delta")
+    with reader() as con:
         for source_id, batch_ids in batches.items():
             contract = contracts[source_id]
             scan = scan_of(env, "quarantine", source_id)
