@@ -116,7 +116,7 @@ def bare_steps(env, spark, lake, contracts, city, scratch: Path):
 
     from base_libraries.builds import builder
     from citylake import catalogue, flow
-    from citylake.lake import load_extensions, scan_of
+    from citylake.lake import duckdb_connection, scan_of
     from pipelines import silver
     from pipelines.standardize import division_eras_frame
 
@@ -161,14 +161,11 @@ def bare_steps(env, spark, lake, contracts, city, scratch: Path):
 
         return run
 
-    def publish():
-        import duckdb
-
+    def publish(_):
         def run() -> None:
             target = scratch / "serving_bare.duckdb"
             target.unlink(missing_ok=True)
-            with duckdb.connect(str(target)) as con:
-                load_extensions(con, "delta")
+            with duckdb_connection(str(target)) as con:
                 for table in catalogue.GOLD_TABLES:
                     relation = scan_of(env, "gold", table.name)
                     if relation:
@@ -177,7 +174,7 @@ def bare_steps(env, spark, lake, contracts, city, scratch: Path):
         return run
 
     return {"ingest": ingest, "standardize": standardize, "build": build, "quality": quality,
-            "publish": lambda _: publish()}  # fmt: skip
+            "publish": publish}  # fmt: skip
 
 
 def whole_city(env, spark, lake, contracts, city) -> tuple[dict, dict]:

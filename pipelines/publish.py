@@ -41,6 +41,7 @@ from citylake.lake import (
     delta_tables,
     latest_version,
     load_extensions,
+    reader,
     scan_of,
 )
 from pipelines.serving import build_serving
@@ -140,8 +141,7 @@ def served_versions(
     still missing, and per table the gate-passed versions up to the one served (what Delta
     Sharing may read). Raises PublicationBlocked for a table of which no version ever passed."""
     scan = delta_scan(env)
-    with duckdb.connect() as con:
-        load_extensions(con, "delta")
+    with reader() as con:
         passed = gate_passed(con, scan)
     versions: dict[str, int | None] = {}
     missing = []
